@@ -1,0 +1,329 @@
+/**
+ * Compilation of a symbolic graph into an ONNX model (opset 18, IR 10). Frozen weights become
+ * initializers, inline or, for big models, ONNX external data (a protobuf cannot exceed 2 GB);
+ * trainable weights become graph inputs that the runtime feeds from their arrays.
+ */
+import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { type AnyTypedArray, DTYPES, type DType } from "./dtype.js";
+import type { Emit } from "./emit.js";
+import { topoSort } from "./grad.js";
+import {
+  type AttributeValue,
+  encodeModel,
+  type NodeProtoSpec,
+  type TensorProtoSpec,
+  type ValueInfoSpec,
+} from "./onnx_proto.js";
+import { dtypeOfArray, type Tensor } from "./tensor.js";
+
+export const OPSET = 18;
+const IR_VERSION = 10;
+
+export interface ValueSpec {
+  name: string;
+  shape: number[];
+  dtype: DType;
+}
+
+export interface CompileOptions {
+  name?: string;
+  /** Graph inputs in feed order (default: every input leaf reached, in order of first use). */
+  inputs?: readonly Tensor[];
+  /**
+   * Folder for the model file and its external weight data. Required when the frozen weights
+   * exceed `inlineLimitBytes`; weights read from a file in the right dtype are referenced there,
+   * not copied.
+   */
+  externalDir?: string;
+  /** Frozen weights up to this many bytes in total stay inside the protobuf (default 1 GiB). */
+  inlineLimitBytes?: number;
+}
+
+export interface CompiledGraph {
+  name: string;
+  model: { kind: "bytes"; bytes: Uint8Array } | { kind: "file"; path: string };
+  inputs: ValueSpec[];
+  /** Trainable weights: graph inputs fed by the runtime from the weights' own arrays. */
+  weightInputs: { name: string; tensor: Tensor }[];
+  outputs: ValueSpec[];
+  /** Floating-point operations of one run (multiply-add = 2; elementwise ops 1 per element). */
+  flops: number;
+  nodeCount: number;
+  /** ONNX node name → what it computes, for error messages. */
+  nodeInfo: Map<string, string>;
+}
+
+const spec = (name: string, t: Tensor): ValueSpec => ({ name, shape: [...t.shape], dtype: t.dtype });
+
+function bytesOf(data: AnyTypedArray): Uint8Array {
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
+export function compile(outputs: Record<string, Tensor>, options: CompileOptions = {}): CompiledGraph {
+  const outputNames = Object.keys(outputs);
+  if (outputNames.length === 0) throw new Error("compile: no outputs requested");
+  const roots = Object.values(outputs);
+  const order = topoSort([...roots, ...(options.inputs ?? [])]);
+
+  const names = new Map<number, string>();
+  const nodes: NodeProtoSpec[] = [];
+  const initializers: TensorProtoSpec[] = [];
+  const nodeInfo = new Map<string, string>();
+  const usedNames = new Set<string>();
+  const claim = (name: string, what: string) => {
+    if (usedNames.has(name)) throw new Error(`compile: two different values are both named '${name}' (${what})`);
+    usedNames.add(name);
+    return name;
+  };
+
+  // Constants are deduplicated by content (the same scalar is created many times).
+  const constCache = new Map<string, string>();
+  let tmp = 0;
+  const constant = (data: AnyTypedArray, dims: number[], dtype: DType): string => {
+    const bytes = bytesOf(data);
+    const key = `${dtype}:${dims}:${bytes.length <= 256 ? Buffer.from(bytes).toString("base64") : createHash("sha1").update(bytes).digest("hex")}`;
+    let name = constCache.get(key);
+    if (!name) {
+      name = claim(`const_${constCache.size}`, "constant");
+      constCache.set(key, name);
+      initializers.push({ name, dims, dataType: DTYPES[dtype].onnx, rawData: bytes });
+    }
+    return name;
+  };
+  const scalarConst = (value: number, dtype: DType): string => {
+    switch (dtype) {
+      case "float32":
+        return constant(Float32Array.of(value), [], dtype);
+      case "float64":
+        return constant(Float64Array.of(value), [], dtype);
+      case "int64":
+        return constant(BigInt64Array.of(BigInt(value)), [], dtype);
+      case "int32":
+        return constant(Int32Array.of(value), [], dtype);
+      case "bool":
+        return constant(Uint8Array.of(value ? 1 : 0), [], dtype);
+      case "float16":
+        throw new Error("compile: float16 scalars are not supported; compute in float32");
+    }
+  };
+
+  // Graph inputs.
+  const inputs: ValueSpec[] = [];
+  const declaredInputs = options.inputs ?? order.filter((t) => t.leaf?.kind === "input");
+  for (const t of declaredInputs) {
+    if (t.leaf?.kind !== "input") throw new Error(`compile: ${t} is listed as an input but is not one`);
+    names.set(t.id, claim(t.leaf.name, `input ${t}`));
+    inputs.push(spec(t.leaf.name, t));
+  }
+
+  // Weights.
+  const weightInputs: { name: string; tensor: Tensor }[] = [];
+  const frozen: Tensor[] = [];
+  for (const t of order) {
+    if (t.leaf?.kind !== "weight") continue;
+    names.set(t.id, claim(t.leaf.name, `weight ${t}`));
+    if (t.leaf.trainable) {
+      const src = t.leaf.source;
+      if (src.kind !== "array" || dtypeOfArray(src.data) !== t.dtype) {
+        throw new Error(`compile: trainable weight '${t.leaf.name}' needs an in-memory ${t.dtype} array`);
+      }
+      weightInputs.push({ name: t.leaf.name, tensor: t });
+    } else frozen.push(t);
+  }
+  let frozenBytes = 0;
+  for (const t of frozen) {
+    const src = (t.leaf as { source: { kind: string; byteLength?: number; data?: AnyTypedArray } }).source;
+    frozenBytes += src.kind === "file" ? (src.byteLength as number) : (src.data as AnyTypedArray).byteLength;
+  }
+  const external = frozenBytes > (options.inlineLimitBytes ?? 2 ** 30);
+  if (external && !options.externalDir) {
+    throw new Error(
+      `compile: ${(frozenBytes / 2 ** 20).toFixed(0)} MB of weights need external data; pass externalDir`,
+    );
+  }
+  const externalWriter = external
+    ? new ExternalData(options.externalDir as string, options.name ?? "graph")
+    : undefined;
+  for (const t of frozen) {
+    const leaf = t.leaf as Extract<NonNullable<Tensor["leaf"]>, { kind: "weight" }>;
+    const src = leaf.source;
+    const storedDtype = src.kind === "file" ? src.dtype : dtypeOfArray(src.data);
+    const storedName = storedDtype === t.dtype ? leaf.name : claim(`${leaf.name}::${storedDtype}`, "stored weight");
+    const proto: TensorProtoSpec = { name: storedName, dims: [...t.shape], dataType: DTYPES[storedDtype].onnx };
+    if (externalWriter) proto.external = externalWriter.place(src);
+    else proto.rawData = src.kind === "array" ? bytesOf(src.data) : readRange(src.path, src.offset, src.byteLength);
+    initializers.push(proto);
+    if (storedName !== leaf.name) {
+      nodes.push({
+        name: `cast_${leaf.name}`,
+        opType: "Cast",
+        inputs: [storedName],
+        outputs: [leaf.name],
+        attributes: { to: { type: "int", value: DTYPES[t.dtype].onnx } },
+      });
+    }
+  }
+
+  // Output names are given to the producing node directly, where that is unambiguous.
+  const outputAlias = new Map<number, string>();
+  for (const [name, t] of Object.entries(outputs)) {
+    if (t.op && !outputAlias.has(t.id)) outputAlias.set(t.id, claim(name, `output ${t}`));
+  }
+
+  let flops = 0;
+  for (const t of order) {
+    if (names.has(t.id)) continue;
+    if (t.leaf?.kind === "input") {
+      throw new Error(`compile: the graph needs input '${t.leaf.name}', which is not among the declared inputs`);
+    }
+    if (t.leaf?.kind === "constant") {
+      names.set(t.id, constant(t.leaf.data, [...t.shape], t.dtype));
+      continue;
+    }
+    const op = t.op;
+    if (!op) throw new Error(`compile: ${t} has neither an op nor a value`);
+    const output = outputAlias.get(t.id) ?? claim(`${t.scope ? `${t.scope}/` : ""}${op.name}_${t.id}`, String(t));
+    names.set(t.id, output);
+    const inputNames = t.inputs.map((i) => names.get(i.id) as string);
+    const base = `${t.scope ? `${t.scope}/` : ""}${op.name}_${t.id}`;
+    let part = 0;
+    const e: Emit = {
+      inputs: inputNames,
+      output,
+      node: (opType, ins, attrs?: Record<string, AttributeValue>, out?: string, domain?: string) => {
+        const nodeName = part === 0 ? base : `${base}.${part}`;
+        part++;
+        const o = out ?? `${base}.tmp${tmp++}`;
+        nodes.push({ name: nodeName, opType, inputs: [...ins], outputs: [o], attributes: attrs, domain });
+        nodeInfo.set(
+          nodeName,
+          `${op.name} in '${t.scope || "(top)"}': inputs ${t.inputs.map(String).join(", ")} → ${t.dtype}[${t.shape.join(", ")}]`,
+        );
+        return o;
+      },
+      ints: (values) => constant(BigInt64Array.from(values.map((v) => BigInt(v))), [values.length], "int64"),
+      scalar: scalarConst,
+    };
+    op.emit(e, t);
+    flops += op.flops?.(t) ?? 0;
+  }
+
+  const outputSpecs: ValueSpec[] = [];
+  for (const [name, t] of Object.entries(outputs)) {
+    const produced = names.get(t.id) as string;
+    if (produced !== name) {
+      claim(name, `output ${t}`);
+      nodes.push({ name: `output_${name}`, opType: "Identity", inputs: [produced], outputs: [name] });
+    }
+    outputSpecs.push(spec(name, t));
+  }
+
+  const valueInfo = (v: ValueSpec): ValueInfoSpec => ({ name: v.name, elemType: DTYPES[v.dtype].onnx, dims: v.shape });
+  const chunks = encodeModel({
+    irVersion: IR_VERSION,
+    opsets: [
+      { domain: "", version: OPSET },
+      { domain: "com.microsoft", version: 1 },
+    ],
+    producer: "nulltext",
+    graph: {
+      name: options.name ?? "graph",
+      nodes,
+      initializers,
+      inputs: [...inputs, ...weightInputs.map((w) => spec(w.name, w.tensor))].map(valueInfo),
+      outputs: outputSpecs.map(valueInfo),
+    },
+  });
+  const compiled: Omit<CompiledGraph, "model"> = {
+    name: options.name ?? "graph",
+    inputs,
+    weightInputs,
+    outputs: outputSpecs,
+    flops,
+    nodeCount: nodes.length,
+    nodeInfo,
+  };
+  if (externalWriter) {
+    return { ...compiled, model: { kind: "file", path: externalWriter.finish(chunks) } };
+  }
+  return { ...compiled, model: { kind: "bytes", bytes: Buffer.concat(chunks) } };
+}
+
+function readRange(file: string, offset: number, length: number): Uint8Array {
+  const fd = fs.openSync(file, "r");
+  try {
+    const out = Buffer.allocUnsafe(length);
+    let done = 0;
+    while (done < length) {
+      const n = fs.readSync(fd, out, done, length - done, offset + done);
+      if (n === 0) throw new Error(`${file}: ended at byte ${offset + done}, expected ${offset + length}`);
+      done += n;
+    }
+    return out;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Weights outside the protobuf. Those already in a file with the right bytes (a float32
+ * safetensors checkpoint) are referenced in place through a link in the model folder; the rest
+ * are written once to `<name>.weights`, page-aligned so ORT can map them.
+ */
+class ExternalData {
+  private readonly dataFile: string;
+  private fd: number | undefined;
+  private offset = 0;
+  private readonly links = new Map<string, string>();
+
+  constructor(
+    private readonly dir: string,
+    private readonly name: string,
+  ) {
+    fs.mkdirSync(dir, { recursive: true });
+    this.dataFile = `${name}.weights`;
+  }
+
+  place(
+    src: { kind: "array"; data: AnyTypedArray } | { kind: "file"; path: string; offset: number; byteLength: number },
+  ) {
+    if (src.kind === "file") {
+      const real = fs.realpathSync(src.path);
+      let link = this.links.get(real);
+      if (!link) {
+        link = `${this.name}.source${this.links.size}${path.extname(real)}`;
+        const at = path.join(this.dir, link);
+        fs.rmSync(at, { force: true });
+        fs.symlinkSync(real, at);
+        this.links.set(real, link);
+      }
+      return { location: link, offset: src.offset, length: src.byteLength };
+    }
+    if (this.fd === undefined) this.fd = fs.openSync(path.join(this.dir, `${this.dataFile}.partial`), "w");
+    const bytes = bytesOf(src.data);
+    const at = this.offset;
+    fs.writeSync(this.fd, bytes, 0, bytes.length, at);
+    this.offset = Math.ceil((at + bytes.length) / 4096) * 4096;
+    return { location: this.dataFile, offset: at, length: bytes.length };
+  }
+
+  /** Writes the model next to its data, atomically; returns the model path. */
+  finish(chunks: Uint8Array[]): string {
+    if (this.fd !== undefined) {
+      fs.closeSync(this.fd);
+      fs.renameSync(path.join(this.dir, `${this.dataFile}.partial`), path.join(this.dir, this.dataFile));
+    }
+    const modelPath = path.join(this.dir, `${this.name}.onnx`);
+    const partial = `${modelPath}.partial`;
+    const fd = fs.openSync(partial, "w");
+    try {
+      for (const c of chunks) fs.writeSync(fd, c);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(partial, modelPath);
+    return modelPath;
+  }
+}

@@ -1,0 +1,30 @@
+/** The interface through which an op writes its ONNX node(s) during compilation. */
+import type { DType } from "./dtype.js";
+import type { AttributeValue } from "./onnx_proto.js";
+
+export interface Emit {
+  /** ONNX value names of the op's inputs, in order. */
+  readonly inputs: readonly string[];
+  /** The ONNX value name the op's result must have. */
+  readonly output: string;
+  /** Adds one node. `output` defaults to a fresh temporary name; returns the output name. */
+  node(
+    opType: string,
+    inputs: readonly string[],
+    attrs?: Record<string, AttributeValue>,
+    output?: string,
+    domain?: string,
+  ): string;
+  /** A 1-D int64 constant (shapes, axes, pads), deduplicated across the graph. */
+  ints(values: readonly number[]): string;
+  /** A scalar constant of the given dtype, deduplicated across the graph. */
+  scalar(value: number, dtype: DType): string;
+}
+
+export const attr = {
+  int: (value: number): AttributeValue => ({ type: "int", value }),
+  float: (value: number): AttributeValue => ({ type: "float", value }),
+  ints: (value: readonly number[]): AttributeValue => ({ type: "ints", value: [...value] }),
+  floats: (value: readonly number[]): AttributeValue => ({ type: "floats", value: [...value] }),
+  string: (value: string): AttributeValue => ({ type: "string", value }),
+};

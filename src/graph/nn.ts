@@ -1,0 +1,87 @@
+/**
+ * Composite layers built from primitive ops: their gradients follow from the primitives' rules.
+ * Formulas follow PyTorch's definitions (torch.nn.functional), which diffusers and transformers call.
+ */
+import { add, div, erf, mul, sigmoid, sqrt, sub, tanh } from "./ops/elementwise.js";
+import { matmul } from "./ops/linalg.js";
+import { reduceMean, softmax } from "./ops/reduce.js";
+import { reshape, transpose } from "./ops/shape.js";
+import type { Tensor } from "./tensor.js";
+
+/** SiLU (swish): x·σ(x). */
+export function silu(x: Tensor): Tensor {
+  return mul(x, sigmoid(x));
+}
+
+/** GELU, exact: x·Φ(x) = ½x(1 + erf(x/√2)). */
+export function gelu(x: Tensor): Tensor {
+  return mul(mul(x, 0.5), add(erf(mul(x, Math.SQRT1_2)), 1));
+}
+
+/** GELU, tanh approximation (PyTorch approximate="tanh"). */
+export function geluTanh(x: Tensor): Tensor {
+  const inner = mul(add(x, mul(mul(mul(x, x), x), 0.044715)), Math.sqrt(2 / Math.PI));
+  return mul(mul(x, 0.5), add(tanh(inner), 1));
+}
+
+/** OpenAI CLIP's quick GELU: x·σ(1.702x). */
+export function quickGelu(x: Tensor): Tensor {
+  return mul(x, sigmoid(mul(x, 1.702)));
+}
+
+/** Mean and biased variance over `axes` (as the normalisation layers use), keeping dims. */
+function moments(x: Tensor, axes: readonly number[]): { centered: Tensor; variance: Tensor } {
+  const centered = sub(x, reduceMean(x, axes, true));
+  return { centered, variance: reduceMean(mul(centered, centered), axes, true) };
+}
+
+/** LayerNorm over the last axis (torch.nn.LayerNorm). */
+export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): Tensor {
+  const { centered, variance } = moments(x, [x.rank - 1]);
+  return add(mul(div(centered, sqrt(add(variance, eps))), weight), bias);
+}
+
+/** GroupNorm over [B, C, ...] (torch.nn.GroupNorm): statistics per sample and group of channels. */
+export function groupNorm(x: Tensor, groups: number, weight: Tensor, bias: Tensor, eps = 1e-5): Tensor {
+  const [b, c] = x.shape as [number, number];
+  if (c % groups) throw new Error(`groupNorm: ${c} channels do not split into ${groups} groups`);
+  const grouped = reshape(x, [b, groups, -1]);
+  const { centered, variance } = moments(grouped, [2]);
+  const normalized = reshape(div(centered, sqrt(add(variance, eps))), x.shape);
+  const perChannel = [c, ...x.shape.slice(2).map(() => 1)];
+  return add(mul(normalized, reshape(weight, perChannel)), reshape(bias, perChannel));
+}
+
+export interface AttentionOptions {
+  heads: number;
+  /** Multiplies the scores; default 1/√(head size). */
+  scale?: number;
+  /** Added to the scores [.., Nq, Nk] before softmax (e.g. a causal mask of −∞ above the diagonal). */
+  mask?: Tensor;
+  /**
+   * Sees the attention probabilities [B, heads, Nq, Nk] and returns the ones to use: the one
+   * place where attention can be observed or controlled (Prompt-to-Prompt).
+   */
+  probsHook?: (probs: Tensor) => Tensor;
+}
+
+/**
+ * Scaled dot-product attention with heads split from the channel axis:
+ * q [B, Nq, C], k and v [B, Nk, C] → [B, Nq, C] (Vaswani et al. 2017, eq. 1).
+ */
+export function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions): Tensor {
+  const [b, nq, c] = q.shape as [number, number, number];
+  const nk = k.shape[1] as number;
+  const d = c / o.heads;
+  if (!Number.isInteger(d)) throw new Error(`attention: ${c} channels do not split into ${o.heads} heads`);
+  const heads = (x: Tensor, n: number) => transpose(reshape(x, [b, n, o.heads, d]), [0, 2, 1, 3]);
+  // The scale is applied to q (Nq·d values) rather than to the scores (Nq·Nk values).
+  const qh = mul(heads(q, nq), o.scale ?? 1 / Math.sqrt(d));
+  const kt = transpose(reshape(k, [b, nk, o.heads, d]), [0, 2, 3, 1]);
+  let scores = matmul(qh, kt); // [B, H, Nq, Nk]
+  if (o.mask) scores = add(scores, o.mask);
+  let probs = softmax(scores, -1);
+  if (o.probsHook) probs = o.probsHook(probs);
+  const out = matmul(probs, heads(v, nk)); // [B, H, Nq, d]
+  return reshape(transpose(out, [0, 2, 1, 3]), [b, nq, c]);
+}

@@ -1,0 +1,161 @@
+/**
+ * ONNX Runtime sessions for compiled graphs: created once per graph and reused, with feeds
+ * checked against the graph's declared inputs and ORT failures reported with the node's meaning.
+ */
+import * as ort from "onnxruntime-node";
+import type { CompiledGraph, ValueSpec } from "../graph/compile.js";
+import { type AnyTypedArray, DTYPES, type DType, dtypeFromOrt } from "../graph/dtype.js";
+
+/** A tensor in host memory. */
+export interface HostTensor {
+  data: AnyTypedArray;
+  shape: number[];
+  dtype: DType;
+}
+
+export interface SessionOptions {
+  /** Intra-op threads (default: ORT's choice, one per physical core). */
+  threads?: number;
+  /** Execution providers in order of preference; CPU is always the last resort. */
+  executionProviders?: string[];
+  /** ORT log level, 0 (verbose) to 4 (fatal); default 3. */
+  logLevel?: 0 | 1 | 2 | 3 | 4;
+  /** Extra ORT session config entries ("session.xxx": "value"). */
+  config?: Record<string, string>;
+}
+
+export function availableExecutionProviders(): string[] {
+  return ort.listSupportedBackends().map((b) => b.name);
+}
+
+export class Session {
+  private constructor(
+    readonly graph: CompiledGraph,
+    private readonly session: ort.InferenceSession,
+  ) {}
+
+  static async create(graph: CompiledGraph, options: SessionOptions = {}): Promise<Session> {
+    const providers = [...(options.executionProviders ?? []).filter((p) => p !== "cpu"), "cpu"];
+    const available = availableExecutionProviders();
+    for (const p of providers) {
+      if (!available.includes(p)) {
+        throw new Error(
+          `execution provider '${p}' is not available in this onnxruntime-node build (available: ${available.join(", ")})`,
+        );
+      }
+    }
+    const sessionOptions: ort.InferenceSession.SessionOptions = {
+      executionProviders: providers,
+      graphOptimizationLevel: "all",
+      enableCpuMemArena: true,
+      enableMemPattern: true,
+      logSeverityLevel: options.logLevel ?? 3,
+      extra: { session: {}, ...nest(options.config ?? {}) },
+    };
+    if (options.threads) {
+      sessionOptions.intraOpNumThreads = options.threads;
+      sessionOptions.interOpNumThreads = 1;
+    }
+    try {
+      const session =
+        graph.model.kind === "file"
+          ? await ort.InferenceSession.create(graph.model.path, sessionOptions)
+          : await ort.InferenceSession.create(graph.model.bytes, sessionOptions);
+      return new Session(graph, session);
+    } catch (err) {
+      throw explain(graph, err, "creating the session for");
+    }
+  }
+
+  /** Runs the graph. Trainable weights are fed from their own arrays unless given in `feeds`. */
+  async run(
+    feeds: Record<string, HostTensor | AnyTypedArray>,
+    outputs?: readonly string[],
+  ): Promise<Record<string, HostTensor>> {
+    const ortFeeds: Record<string, ort.Tensor> = {};
+    const known = new Set([...this.graph.inputs.map((i) => i.name), ...this.graph.weightInputs.map((w) => w.name)]);
+    for (const name of Object.keys(feeds)) {
+      if (!known.has(name)) {
+        throw new Error(
+          `${this.graph.name}: unknown input '${name}' (inputs: ${this.graph.inputs.map((i) => i.name).join(", ")})`,
+        );
+      }
+    }
+    for (const spec of this.graph.inputs) {
+      const feed = feeds[spec.name];
+      if (feed === undefined) throw new Error(`${this.graph.name}: missing input '${spec.name}' ${describeSpec(spec)}`);
+      ortFeeds[spec.name] = toOrt(this.graph.name, spec, feed);
+    }
+    for (const w of this.graph.weightInputs) {
+      const feed = feeds[w.name];
+      const leaf = w.tensor.leaf as { source: { kind: "array"; data: AnyTypedArray } };
+      const spec = { name: w.name, shape: [...w.tensor.shape], dtype: w.tensor.dtype };
+      ortFeeds[w.name] = toOrt(this.graph.name, spec, feed ?? leaf.source.data);
+    }
+    let result: ort.InferenceSession.ReturnType;
+    try {
+      result = outputs ? await this.session.run(ortFeeds, [...outputs]) : await this.session.run(ortFeeds);
+    } catch (err) {
+      throw explain(this.graph, err, "running");
+    }
+    const out: Record<string, HostTensor> = {};
+    for (const [name, t] of Object.entries(result)) {
+      out[name] = { data: t.data as AnyTypedArray, shape: [...t.dims], dtype: dtypeFromOrt(t.type) };
+    }
+    return out;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+function describeSpec(s: ValueSpec): string {
+  return `${s.dtype}[${s.shape.join(", ")}]`;
+}
+
+function toOrt(graphName: string, spec: ValueSpec, feed: HostTensor | AnyTypedArray): ort.Tensor {
+  const host: HostTensor =
+    "data" in feed && "shape" in feed
+      ? (feed as HostTensor)
+      : { data: feed as AnyTypedArray, shape: spec.shape, dtype: spec.dtype };
+  const expected = spec.shape.reduce((a, b) => a * b, 1);
+  if (host.dtype !== spec.dtype) {
+    throw new Error(
+      `${graphName}: input '${spec.name}' must be ${describeSpec(spec)}, got ${host.dtype}[${host.shape.join(", ")}]`,
+    );
+  }
+  if (
+    host.shape.length !== spec.shape.length ||
+    host.shape.some((d, i) => d !== spec.shape[i]) ||
+    host.data.length !== expected
+  ) {
+    throw new Error(
+      `${graphName}: input '${spec.name}' must be ${describeSpec(spec)}, got shape [${host.shape.join(", ")}] with ${host.data.length} values`,
+    );
+  }
+  return new ort.Tensor(DTYPES[spec.dtype].ort as "float32", host.data as Float32Array, spec.shape);
+}
+
+function nest(config: Record<string, string>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(config)) {
+    const parts = key.split(".");
+    let at = out;
+    for (const p of parts.slice(0, -1)) {
+      at[p] ??= {};
+      at = at[p] as Record<string, unknown>;
+    }
+    at[parts[parts.length - 1] as string] = value;
+  }
+  return out;
+}
+
+/** ORT names the failing node; add what that node computes, with shapes. */
+function explain(graph: CompiledGraph, err: unknown, doing: string): Error {
+  const message = err instanceof Error ? err.message : String(err);
+  const match = /Name:'([^']+)'/.exec(message) ?? /node ([^\s]+)/i.exec(message);
+  const info = match ? graph.nodeInfo.get(match[1] as string) : undefined;
+  const where = info ? `\n  at node '${match?.[1]}': ${info}` : "";
+  return new Error(`ONNX Runtime failed ${doing} graph '${graph.name}': ${message}${where}`, { cause: err });
+}
