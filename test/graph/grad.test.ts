@@ -1,0 +1,189 @@
+/** The grad API's contract, NaN/Inf behaviour, compilation paths and runtime errors. */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { describe, expect, it } from "vitest";
+import * as G from "../../src/graph/index.js";
+import { Session } from "../../src/runtime/session.js";
+import { evaluate } from "./harness.js";
+
+describe("grad", () => {
+  it("refuses to differentiate with respect to an integer input", () => {
+    const ids = G.input("ids", [3], "int64");
+    const table = G.weight("table", [4, 2], new Float32Array(8));
+    const y = G.reduceSum(G.gather(table, ids));
+    expect(() => G.grad(y, [ids])).toThrow(/cannot differentiate with respect to 'ids': int64/);
+  });
+
+  it("refuses a wrt tensor the loss does not depend on, unless allowUnused", async () => {
+    const x = G.input("x", [2], "float32");
+    const unused = G.input("unused", [3], "float32");
+    const loss = G.reduceSum(G.mul(x, x));
+    expect(() => G.grad(loss, [x, unused])).toThrow(/do not depend on 'unused'/);
+    const [gx, gu] = G.grad(loss, [x, unused], { allowUnused: true });
+    const out = await evaluate({ gx: gx!, gu: gu! }, { x: Float32Array.of(1, -2) });
+    expect(Array.from(out.gx!.data as Float32Array)).toEqual([2, -4]);
+    expect(Array.from(out.gu!.data as Float32Array)).toEqual([0, 0, 0]);
+  });
+
+  it("emits only what the requested gradients need (an input's gradient emits no weight gradients)", () => {
+    const x = G.input("x", [8, 16], "float32");
+    const w1 = G.weight("w1", [32, 16], new Float32Array(512));
+    const w2 = G.weight("w2", [4, 32], new Float32Array(128));
+    const loss = G.reduceSum(G.linear(G.silu(G.linear(x, w1)), w2));
+    const [gx] = G.grad(loss, [x]);
+    const [gxAll, gw1, gw2] = G.grad(loss, [x, w1, w2]);
+    const onlyX = G.compile({ loss, gx: gx! });
+    const all = G.compile({ loss, gx: gxAll!, gw1: gw1!, gw2: gw2! });
+    // The forward is 2·8·16·32 + 2·8·32·4 FLOPs of matmul; the x-gradient the same again.
+    const matmulForward = 2 * 8 * 16 * 32 + 2 * 8 * 32 * 4;
+    const elementwise = onlyX.flops - 2 * matmulForward;
+    expect(elementwise).toBeGreaterThan(0);
+    expect(elementwise).toBeLessThan(8 * 32 * 12);
+    // Weight gradients add exactly their two GEMMs.
+    expect(all.flops - onlyX.flops).toBe(2 * 8 * 16 * 32 + 2 * 8 * 32 * 4);
+  });
+
+  it("leaves wrt tensors upstream of others out of the backward pass (gradient to an intermediate)", async () => {
+    const x = G.input("x", [3], "float64");
+    const h = G.mul(x, 3);
+    const y = G.reduceSum(G.mul(h, h));
+    const [gh] = G.grad(y, [h]);
+    const out = await evaluate({ gh: gh! }, { x: Float64Array.of(1, 2, 3) });
+    expect(Array.from(out.gh!.data as Float64Array)).toEqual([6, 12, 18]);
+  });
+
+  it("sends cotangents through Cast between float types, and none to integer casts", async () => {
+    const x = G.input("x", [2], "float64");
+    const y = G.reduceSum(G.mul(G.cast(x, "float32"), G.cast(G.cast(x, "int64"), "float32")));
+    const [gx] = G.grad(G.cast(y, "float64"), [x]);
+    const out = await evaluate({ gx: gx! }, { x: Float64Array.of(2.5, -1.5) });
+    // d/dx [x · trunc(x)] with trunc treated as a constant = trunc(x)
+    expect(Array.from(out.gx!.data as Float64Array)).toEqual([2, -1]);
+  });
+
+  it("refuses the gradient of a strided slice clearly", () => {
+    const x = G.input("x", [6], "float32");
+    const y = G.reduceSum(G.slice(x, [0], [6], [0], [2]));
+    expect(() => G.grad(y, [x])).toThrow(/strided slice/);
+  });
+});
+
+describe("NaN and Inf", () => {
+  it("propagate through elementwise ops, reductions and their gradients", async () => {
+    const x = G.input("x", [4], "float32");
+    const y = G.sqrt(x);
+    const s = G.reduceSum(y);
+    const [gx] = G.grad(s, [x]);
+    const out = await evaluate({ y, s, gx: gx! }, { x: Float32Array.of(4, -1, Number.NaN, Number.POSITIVE_INFINITY) });
+    const yv = Array.from(out.y!.data as Float32Array);
+    expect(yv[0]).toBe(2);
+    expect(yv[1]).toBeNaN();
+    expect(yv[2]).toBeNaN();
+    expect(yv[3]).toBe(Number.POSITIVE_INFINITY);
+    expect((out.s!.data as Float32Array)[0]).toBeNaN();
+    const g = Array.from(out.gx!.data as Float32Array);
+    expect(g[0]).toBeCloseTo(0.25, 7);
+    expect(g[1]).toBeNaN();
+    expect(g[3]).toBe(0); // 1/(2·√∞)
+  });
+
+  it("overflow to Inf in float32 is kept, and softmax of −∞ scores gives exact zeros with finite gradients", async () => {
+    const x = G.input("x", [3], "float32");
+    const e = G.exp(x);
+    const p = G.softmax(G.add(x, G.constant(Float32Array.of(0, Number.NEGATIVE_INFINITY, 0), [3])));
+    const [gx] = G.grad(G.reduceSum(G.mul(p, G.constant(Float32Array.of(1, 2, 3), [3]))), [x]);
+    const out = await evaluate({ e, p, gx: gx! }, { x: Float32Array.of(100, 0, 0) });
+    expect((out.e!.data as Float32Array)[0]).toBe(Number.POSITIVE_INFINITY);
+    const pv = Array.from(out.p!.data as Float32Array);
+    expect(pv[1]).toBe(0);
+    expect(pv[0]! + pv[2]!).toBeCloseTo(1, 6);
+    for (const v of out.gx!.data as Float32Array) expect(Number.isFinite(v)).toBe(true);
+    expect((out.gx!.data as Float32Array)[1]).toBe(0);
+  });
+
+  it("underflow: exp of very negative values is 0 and log of 0 is −∞", async () => {
+    const x = G.input("x", [2], "float32");
+    const out = await evaluate({ y: G.log(G.exp(x)) }, { x: Float32Array.of(-200, 1) });
+    const y = out.y!.data as Float32Array;
+    expect(y[0]).toBe(Number.NEGATIVE_INFINITY);
+    expect(y[1]).toBeCloseTo(1, 6);
+  });
+});
+
+describe("compile and run", () => {
+  it("counts convolution FLOPs as 2·B·Cout·Ho·Wo·Cin·kh·kw", () => {
+    const x = G.input("x", [1, 320, 64, 64], "float32");
+    const w = G.weight("w", [320, 320, 3, 3], new Float32Array(320 * 320 * 9));
+    const c = G.compile({ y: G.conv2d(x, w, undefined, { pads: [1, 1, 1, 1] }) });
+    expect(c.flops).toBe(2 * 320 * 64 * 64 * 320 * 9);
+  });
+
+  it("puts big weights in external data, referencing a file in place and converting float16 through a Cast", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nulltext-ext-"));
+    // A raw little-endian file holding a float32 matrix at offset 16 and a float16 vector at offset 64.
+    const file = path.join(dir, "weights.bin");
+    const buf = Buffer.alloc(128);
+    Float32Array.of(1, 2, 3, 4, 5, 6).forEach((v, i) => buf.writeFloatLE(v, 16 + 4 * i));
+    G.float32ArrayToHalf(Float32Array.of(0.5, -2, 0.25)).forEach((v, i) => buf.writeUInt16LE(v, 64 + 2 * i));
+    fs.writeFileSync(file, buf);
+    const x = G.input("x", [1, 2], "float32");
+    const w = G.weight("w", [2, 3], { kind: "file", path: file, offset: 16, byteLength: 24, dtype: "float32" });
+    const b = G.weight(
+      "b",
+      [3],
+      { kind: "file", path: file, offset: 64, byteLength: 6, dtype: "float16" },
+      { dtype: "float32" },
+    );
+    const big = G.weight("big", [4], Float32Array.of(1, 1, 1, 1));
+    const y = G.add(G.matmul(x, w), b);
+    const compiled = G.compile({ y, z: G.reduceSum(big) }, { externalDir: dir, inlineLimitBytes: 0, name: "ext" });
+    expect(compiled.model.kind).toBe("file");
+    const session = await Session.create(compiled, { threads: 1 });
+    const out = await session.run({ x: Float32Array.of(1, -1) });
+    expect(Array.from(out.y!.data as Float32Array)).toEqual([1 - 4 + 0.5, 2 - 5 - 2, 3 - 6 + 0.25]);
+    expect((out.z!.data as Float32Array)[0]).toBe(4);
+    await session.release();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("feeds trainable weights from their arrays, so in-place updates take effect", async () => {
+    const data = Float32Array.of(1, 2);
+    const w = G.weight("w", [2], data, { trainable: true });
+    const x = G.input("x", [2], "float32");
+    const session = await Session.create(G.compile({ y: G.reduceSum(G.mul(x, w)) }), { threads: 1 });
+    expect(((await session.run({ x: Float32Array.of(1, 1) })).y!.data as Float32Array)[0]).toBe(3);
+    data[0] = 10;
+    expect(((await session.run({ x: Float32Array.of(1, 1) })).y!.data as Float32Array)[0]).toBe(12);
+    await session.release();
+  });
+
+  it("reports missing, unknown and mis-shaped feeds with the expected shape", async () => {
+    const x = G.input("x", [2, 3], "float32");
+    const session = await Session.create(G.compile({ y: G.mul(x, 2) }, { name: "double" }), { threads: 1 });
+    await expect(session.run({})).rejects.toThrow(/missing input 'x' float32\[2, 3\]/);
+    await expect(session.run({ x: new Float32Array(6), z: new Float32Array(1) })).rejects.toThrow(/unknown input 'z'/);
+    await expect(session.run({ x: { data: new Float32Array(5), shape: [5], dtype: "float32" } })).rejects.toThrow(
+      /'x' must be float32\[2, 3\], got shape \[5\]/,
+    );
+    await expect(session.run({ x: new Float64Array(6) as unknown as Float32Array })).rejects.toThrow();
+    await session.release();
+  });
+
+  it("names the failing node and what it computes when ORT fails", async () => {
+    const table = G.weight("table", [4, 2], new Float32Array(8));
+    const ids = G.input("ids", [2], "int64");
+    const y = G.withScope("text_model.embeddings", () => G.gather(table, ids));
+    const session = await Session.create(G.compile({ y }, { name: "lookup" }), { threads: 1 });
+    await expect(session.run({ ids: BigInt64Array.of(1n, 99n) as unknown as Float32Array })).rejects.toThrow(
+      /graph 'lookup'[\s\S]*Gather in 'text_model.embeddings'/,
+    );
+    await session.release();
+  });
+
+  it("refuses two different values with the same name", () => {
+    const a = G.weight("w", [1], Float32Array.of(1));
+    const b = G.weight("w", [1], Float32Array.of(2));
+    expect(() => G.compile({ y: G.add(a, b) })).toThrow(/both named 'w'/);
+  });
+});
