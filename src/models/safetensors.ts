@@ -123,6 +123,11 @@ export class SafetensorsFile {
   /** The tensor as float32: F32 as stored, F16/BF16 upcast exactly, F64 rounded to nearest. */
   readFloat32(name: string): Float32Array {
     const entry = this.entry(name);
+    if (!FLOAT32_SOURCES.includes(entry.dtype)) {
+      throw new Error(
+        `${this.path}: tensor '${name}': dtype ${entry.dtype} has no float32 conversion; accepted: ${FLOAT32_SOURCES.join(", ")}`,
+      );
+    }
     return decodeFloat32(entry.dtype, this.readRaw(name), `${this.path}: tensor '${name}'`);
   }
 
@@ -132,7 +137,12 @@ export class SafetensorsFile {
   }
 }
 
-/** Decodes little-endian F32/F16/BF16/F64 bytes to float32; `what` names the tensor in errors. */
+const FLOAT32_SOURCES: readonly SafetensorsDType[] = ["F32", "F16", "BF16", "F64"];
+
+/**
+ * Decodes little-endian F32/F16/BF16/F64 bytes to float32; `what` names the tensor in errors.
+ * For F32 at an aligned offset the result is a view of `bytes`' memory, not a copy.
+ */
 export function decodeFloat32(dtype: SafetensorsDType, bytes: Uint8Array, what = "tensor"): Float32Array {
   assertLittleEndianHost();
   const count = bytes.byteLength / SAFETENSORS_DTYPE_BYTES[dtype];
@@ -152,22 +162,23 @@ export function decodeFloat32(dtype: SafetensorsDType, bytes: Uint8Array, what =
     case "F64":
       return Float32Array.from(new Float64Array(buffer, byteOffset, count));
     default:
-      throw new Error(`${what}: dtype ${dtype} has no float32 conversion; accepted: F32, F16, BF16, F64`);
+      throw new Error(`${what}: dtype ${dtype} has no float32 conversion; accepted: ${FLOAT32_SOURCES.join(", ")}`);
   }
 }
 
 /** The graph dtype that holds a safetensors dtype bit for bit (for weights referenced in place), if any. */
 export function graphDType(dtype: SafetensorsDType): DType | undefined {
-  const map: Partial<Record<SafetensorsDType, DType>> = {
-    F32: "float32",
-    F64: "float64",
-    F16: "float16",
-    I64: "int64",
-    I32: "int32",
-    BOOL: "bool",
-  };
-  return map[dtype];
+  return GRAPH_DTYPES[dtype];
 }
+
+const GRAPH_DTYPES: Partial<Record<SafetensorsDType, DType>> = {
+  F32: "float32",
+  F64: "float64",
+  F16: "float16",
+  I64: "int64",
+  I32: "int32",
+  BOOL: "bool",
+};
 
 /**
  * Writes `tensors` as a safetensors file the way the reference serializer does: tensors ordered by
