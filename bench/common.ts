@@ -14,7 +14,10 @@ export function median(values: readonly number[]): number {
  * Median wall time in seconds after `warmup` calls, over `runs` calls or as many as fill
  * `minSeconds` (short ops need many samples to get past timer and scheduling noise).
  */
-export async function medianSeconds(fn: () => Promise<unknown>, o: TimingOptions & { minSeconds?: number }): Promise<number> {
+export async function medianSeconds(
+  fn: () => Promise<unknown>,
+  o: TimingOptions & { minSeconds?: number },
+): Promise<number> {
   for (let i = 0; i < o.warmup; i++) await fn();
   const times: number[] = [];
   let total = 0;

@@ -4,9 +4,9 @@
  * Usage: npm run bench:ops [-- --json] [-- --runs N]
  */
 import * as ort from "onnxruntime-node";
-import * as G from "../src/graph/index.js";
 import type { Tensor } from "../src/graph/index.js";
-import { type NodeProtoSpec, type TensorProtoSpec, encodeModel } from "../src/graph/onnx_proto.js";
+import * as G from "../src/graph/index.js";
+import { encodeModel, type NodeProtoSpec, type TensorProtoSpec } from "../src/graph/onnx_proto.js";
 import { Session } from "../src/runtime/session.js";
 import { argValue, median, medianSeconds, printTable, randomArray, wantsJson } from "./common.js";
 
@@ -38,7 +38,8 @@ function rawModel(row: Row, weight: Float32Array | undefined, outShape: number[]
   if (row.weight && weight) {
     initializers.push({ name: "w", dims: row.weight.shape, dataType: 1, rawData: new Uint8Array(weight.buffer) });
   }
-  if (scale !== undefined && row.raw.some((n) => n.inputs.includes("scale"))) initializers.push({ name: "scale", dims: [], dataType: 1, rawData: new Uint8Array(Float32Array.of(scale).buffer) });
+  if (scale !== undefined && row.raw.some((n) => n.inputs.includes("scale")))
+    initializers.push({ name: "scale", dims: [], dataType: 1, rawData: new Uint8Array(Float32Array.of(scale).buffer) });
   const chunks = encodeModel({
     irVersion: 10,
     opsets: [{ domain: "", version: 18 }],
@@ -166,16 +167,26 @@ const sessionOptions: ort.InferenceSession.SessionOptions = {
   interOpNumThreads: 1,
 };
 
-const results: { name: string; gflops: number; raw_gflops: number; ratio: number; gflop: number; seconds: number }[] = [];
+const results: { name: string; gflops: number; raw_gflops: number; ratio: number; gflop: number; seconds: number }[] =
+  [];
 for (const [i, row] of rows.entries()) {
-  const weightData = row.weight ? randomArray(row.weight.shape.reduce((a, b) => a * b, 1), 7 + i, 0.05) : undefined;
+  const weightData = row.weight
+    ? randomArray(
+        row.weight.shape.reduce((a, b) => a * b, 1),
+        7 + i,
+        0.05,
+      )
+    : undefined;
   const inputs = row.inputs.map((inp) => G.input(inp.name, inp.shape));
   const w = row.weight && weightData ? G.weight("w", row.weight.shape, weightData) : undefined;
   const out = row.graph(inputs, w);
   const compiled = G.compile({ out }, { name: row.name, inputs });
   const feeds: Record<string, Float32Array> = {};
   row.inputs.forEach((inp, k) => {
-    feeds[inp.name] = randomArray(inp.shape.reduce((a, b) => a * b, 1), 100 + k);
+    feeds[inp.name] = randomArray(
+      inp.shape.reduce((a, b) => a * b, 1),
+      100 + k,
+    );
   });
   const session = await Session.create(compiled, { threads: THREADS });
   const raw = await ort.InferenceSession.create(rawModel(row, weightData, [...out.shape], scale), sessionOptions);
@@ -210,7 +221,9 @@ for (const [i, row] of rows.entries()) {
 }
 
 if (!wantsJson()) {
-  console.log(`bench:ops — ${THREADS} threads, 3 alternating rounds of ${RUNS} runs after 3 warm-ups each, medians; ratio = raw time / graph-layer time\n`);
+  console.log(
+    `bench:ops — ${THREADS} threads, 3 alternating rounds of ${RUNS} runs after 3 warm-ups each, medians; ratio = raw time / graph-layer time\n`,
+  );
   printTable(
     results.map((r) => ({
       op: r.name,
