@@ -39,6 +39,12 @@ export interface CompileOptions {
   externalDir?: string;
   /** Frozen weights up to this many bytes in total stay inside the protobuf (default 1 GiB). */
   inlineLimitBytes?: number;
+  /**
+   * Outputs computed only when the bool input `when` is true (an ONNX If node): one session can
+   * then serve both the forward alone and the forward with its gradient, sharing one copy of the
+   * weights. When false they are zeros. Their nodes run after everything the other outputs need.
+   */
+  gated?: { when: string; outputs: Record<string, Tensor> };
 }
 
 export interface CompiledGraph {
@@ -50,6 +56,8 @@ export interface CompiledGraph {
   outputs: ValueSpec[];
   /** Floating-point operations of one run (multiply-add = 2; elementwise ops 1 per element). */
   flops: number;
+  /** Additional operations when the gated outputs are computed. */
+  gatedFlops: number;
   nodeCount: number;
   /** ONNX node name → what it computes, for error messages. */
   nodeInfo: Map<string, string>;
@@ -65,10 +73,13 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
   const outputNames = Object.keys(outputs);
   if (outputNames.length === 0) throw new Error("compile: no outputs requested");
   const roots = Object.values(outputs);
-  const order = topoSort([...roots, ...(options.inputs ?? [])]);
+  const gatedRoots = Object.values(options.gated?.outputs ?? {});
+  const order = topoSort([...roots, ...(options.inputs ?? []), ...gatedRoots]);
+  const ungated = new Set(topoSort([...roots, ...(options.inputs ?? [])]).map((t) => t.id));
 
   const names = new Map<number, string>();
   const nodes: NodeProtoSpec[] = [];
+  const gatedNodes: NodeProtoSpec[] = [];
   const initializers: TensorProtoSpec[] = [];
   const nodeInfo = new Map<string, string>();
   const usedNames = new Set<string>();
@@ -111,6 +122,7 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
 
   // Graph inputs.
   const inputs: ValueSpec[] = [];
+  if (options.gated) inputs.push({ name: claim(options.gated.when, "gate input"), shape: [], dtype: "bool" });
   const declaredInputs = options.inputs ?? order.filter((t) => t.leaf?.kind === "input");
   for (const t of declaredInputs) {
     if (t.leaf?.kind !== "input") throw new Error(`compile: ${t} is listed as an input but is not one`);
@@ -173,6 +185,7 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
   }
 
   let flops = 0;
+  let gatedFlops = 0;
   for (const t of order) {
     if (names.has(t.id)) continue;
     if (t.leaf?.kind === "input") {
@@ -189,6 +202,8 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
     const inputNames = t.inputs.map((i) => names.get(i.id) as string);
     const base = `${t.scope ? `${t.scope}/` : ""}${op.name}_${t.id}`;
     let part = 0;
+    const isGated = !ungated.has(t.id);
+    const target = isGated ? gatedNodes : nodes;
     const e: Emit = {
       inputs: inputNames,
       output,
@@ -196,7 +211,7 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
         const nodeName = part === 0 ? base : `${base}.${part}`;
         part++;
         const o = out ?? `${base}.tmp${tmp++}`;
-        nodes.push({ name: nodeName, opType, inputs: [...ins], outputs: [o], attributes: attrs, domain });
+        target.push({ name: nodeName, opType, inputs: [...ins], outputs: [o], attributes: attrs, domain });
         nodeInfo.set(
           nodeName,
           `${op.name} in '${t.scope || "(top)"}': inputs ${t.inputs.map(String).join(", ")} → ${t.dtype}[${t.shape.join(", ")}]`,
@@ -207,7 +222,8 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
       scalar: scalarConst,
     };
     op.emit(e, t);
-    flops += op.flops?.(t) ?? 0;
+    if (isGated) gatedFlops += op.flops?.(t) ?? 0;
+    else flops += op.flops?.(t) ?? 0;
   }
 
   const outputSpecs: ValueSpec[] = [];
@@ -221,6 +237,52 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
   }
 
   const valueInfo = (v: ValueSpec): ValueInfoSpec => ({ name: v.name, elemType: DTYPES[v.dtype].onnx, dims: v.shape });
+  if (options.gated) {
+    const thenOutputs: ValueSpec[] = [];
+    const elseNodes: NodeProtoSpec[] = [];
+    const elseOutputs: ValueSpec[] = [];
+    for (const [name, t] of Object.entries(options.gated.outputs)) {
+      claim(name, `gated output ${t}`);
+      const inner = claim(`${name}::then`, "gated output");
+      gatedNodes.push({
+        name: `gated_${name}`,
+        opType: "Identity",
+        inputs: [names.get(t.id) as string],
+        outputs: [inner],
+      });
+      thenOutputs.push(spec(inner, t));
+      const zero = claim(`${name}::else`, "gated output");
+      const shape = constant(BigInt64Array.from(t.shape.map((d) => BigInt(d))), [t.rank], "int64");
+      elseNodes.push({
+        name: `zeros_${name}`,
+        opType: "ConstantOfShape",
+        inputs: [shape],
+        outputs: [zero],
+        attributes: {
+          value: {
+            type: "tensor",
+            value: { name: "", dims: [1], dataType: DTYPES[t.dtype].onnx, rawData: zeroBytes(t.dtype) },
+          },
+        },
+      });
+      elseOutputs.push(spec(zero, t));
+      outputSpecs.push(spec(name, t));
+    }
+    const branch = (name: string, branchNodes: NodeProtoSpec[], outs: ValueSpec[]) => ({
+      type: "graph" as const,
+      value: { name, nodes: branchNodes, initializers: [], inputs: [], outputs: outs.map(valueInfo) },
+    });
+    nodes.push({
+      name: "gate",
+      opType: "If",
+      inputs: [options.gated.when],
+      outputs: Object.keys(options.gated.outputs),
+      attributes: {
+        then_branch: branch("gated", gatedNodes, thenOutputs),
+        else_branch: branch("zeros", elseNodes, elseOutputs),
+      },
+    });
+  }
   const chunks = encodeModel({
     irVersion: IR_VERSION,
     opsets: [
@@ -242,13 +304,18 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
     weightInputs,
     outputs: outputSpecs,
     flops,
-    nodeCount: nodes.length,
+    gatedFlops,
+    nodeCount: nodes.length + gatedNodes.length,
     nodeInfo,
   };
   if (externalWriter) {
     return { ...compiled, model: { kind: "file", path: externalWriter.finish(chunks) } };
   }
   return { ...compiled, model: { kind: "bytes", bytes: Buffer.concat(chunks) } };
+}
+
+function zeroBytes(dtype: DType): Uint8Array {
+  return new Uint8Array(DTYPES[dtype].bytes);
 }
 
 function readRange(file: string, offset: number, length: number): Uint8Array {

@@ -117,7 +117,8 @@ export type AttributeValue =
   | { type: "string"; value: string }
   | { type: "floats"; value: number[] }
   | { type: "ints"; value: number[] }
-  | { type: "tensor"; value: TensorProtoSpec };
+  | { type: "tensor"; value: TensorProtoSpec }
+  | { type: "graph"; value: GraphProtoSpec };
 
 export interface NodeProtoSpec {
   name: string;
@@ -143,20 +144,22 @@ export interface ValueInfoSpec {
   dims: number[];
 }
 
+export interface GraphProtoSpec {
+  name: string;
+  nodes: NodeProtoSpec[];
+  initializers: TensorProtoSpec[];
+  inputs: ValueInfoSpec[];
+  outputs: ValueInfoSpec[];
+}
+
 export interface ModelProtoSpec {
   irVersion: number;
   opsets: { domain: string; version: number }[];
   producer: string;
-  graph: {
-    name: string;
-    nodes: NodeProtoSpec[];
-    initializers: TensorProtoSpec[];
-    inputs: ValueInfoSpec[];
-    outputs: ValueInfoSpec[];
-  };
+  graph: GraphProtoSpec;
 }
 
-const ATTR_TYPE = { float: 1, int: 2, string: 3, tensor: 4, floats: 6, ints: 7 } as const;
+const ATTR_TYPE = { float: 1, int: 2, string: 3, tensor: 4, graph: 5, floats: 6, ints: 7 } as const;
 
 function attribute(name: string, a: AttributeValue): Uint8Array[] {
   const fields: Field[] = [str(1, name), int(20, ATTR_TYPE[a.type])];
@@ -175,6 +178,9 @@ function attribute(name: string, a: AttributeValue): Uint8Array[] {
       break;
     case "tensor":
       fields.push(sub(5, tensor(a.value)));
+      break;
+    case "graph":
+      fields.push(sub(6, graph(a.value)));
       break;
     case "floats":
       for (const v of a.value)
@@ -225,15 +231,13 @@ function valueInfo(v: ValueInfoSpec): Uint8Array[] {
   return msg([str(1, v.name), sub(2, type)]);
 }
 
-/** Encodes a ModelProto. Large initializer payloads are referenced, so the result is a list of chunks. */
-export function encodeModel(m: ModelProtoSpec): Uint8Array[] {
-  const g = m.graph;
+function graph(g: GraphProtoSpec): Uint8Array[] {
   const graphFields: Field[] = [];
   for (const n of g.nodes) graphFields.push(sub(1, node(n)));
   graphFields.push(str(2, g.name));
   for (const t of g.initializers) {
     const parts = tensor(t);
-    // Avoid concatenating weight payloads twice: write the length prefix, then the chunks.
+    // Weight payloads are appended by reference, never concatenated into a bigger buffer.
     graphFields.push((w) => {
       w.tag(5, 2);
       let n = 0;
@@ -244,10 +248,14 @@ export function encodeModel(m: ModelProtoSpec): Uint8Array[] {
   }
   for (const v of g.inputs) graphFields.push(sub(11, valueInfo(v)));
   for (const v of g.outputs) graphFields.push(sub(12, valueInfo(v)));
-  const graphParts = msg(graphFields);
+  return msg(graphFields);
+}
+
+/** Encodes a ModelProto. Large initializer payloads are referenced, so the result is a list of chunks. */
+export function encodeModel(m: ModelProtoSpec): Uint8Array[] {
+  const graphParts = graph(m.graph);
   let graphLength = 0;
   for (const p of graphParts) graphLength += p.length;
-
   const head = new Writer();
   int(1, m.irVersion)(head);
   str(2, m.producer)(head);

@@ -181,6 +181,26 @@ describe("compile and run", () => {
     await session.release();
   });
 
+  it("computes gated outputs only when asked (one session for the forward alone and with its gradient)", async () => {
+    const x = G.input("x", [3], "float64");
+    const w = G.weight("w", [3], Float64Array.of(0.5, -1, 2));
+    const y = G.reduceSum(G.mul(G.sin(x), w));
+    const [gx] = G.grad(y, [x]);
+    const compiled = G.compile({ y }, { gated: { when: "with_grad", outputs: { gx: gx! } } });
+    expect(compiled.gatedFlops).toBeGreaterThan(0);
+    const session = await Session.create(compiled, { threads: 1 });
+    const x0 = Float64Array.of(0.1, 0.2, 0.3);
+    const on = await session.run({ x: x0, with_grad: { data: Uint8Array.of(1), shape: [], dtype: "bool" } });
+    const off = await session.run({ x: x0, with_grad: { data: Uint8Array.of(0), shape: [], dtype: "bool" } });
+    const expectedY = 0.5 * Math.sin(0.1) - Math.sin(0.2) + 2 * Math.sin(0.3);
+    expect((on.y!.data as Float64Array)[0]).toBeCloseTo(expectedY, 14);
+    expect((off.y!.data as Float64Array)[0]).toBeCloseTo(expectedY, 14);
+    const g = Array.from(on.gx!.data as Float64Array);
+    [0.5 * Math.cos(0.1), -Math.cos(0.2), 2 * Math.cos(0.3)].forEach((v, i) => expect(g[i]).toBeCloseTo(v, 14));
+    expect(Array.from(off.gx!.data as Float64Array)).toEqual([0, 0, 0]);
+    await session.release();
+  });
+
   it("refuses two different values with the same name", () => {
     const a = G.weight("w", [1], Float32Array.of(1));
     const b = G.weight("w", [1], Float32Array.of(2));
