@@ -1,7 +1,7 @@
 /** MatMul, Gemm, Conv and ConvTranspose, with FLOP counts. */
 import { attr } from "../emit.js";
 import { apply, type OpDef, type Tensor } from "../tensor.js";
-import { add, broadcastShapes, mul, unbroadcast } from "./elementwise.js";
+import { broadcastShapes, mul, unbroadcast } from "./elementwise.js";
 import { reduceSum } from "./reduce.js";
 import { concat, pad, reshape, slice, transpose } from "./shape.js";
 
@@ -286,10 +286,13 @@ export function conv2d(x: Tensor, w: Tensor, bias?: Tensor, options: Conv2dOptio
 }
 
 /**
- * PyTorch's nn.Linear: x [..., in] · wᵀ + b with w [out, in]. Emitted as MatMul with a transposed
- * weight (ORT folds the transpose of a frozen weight) plus a broadcast Add.
+ * PyTorch's nn.Linear: x [..., in] · wᵀ + b with w [out, in]. Emitted as one Gemm (transB, bias
+ * fused) over the rows of x, so neither the forward nor the gradients transpose the weight.
  */
 export function linear(x: Tensor, w: Tensor, bias?: Tensor): Tensor {
-  const y = matmul(x, transpose(w, [1, 0]));
-  return bias ? add(y, bias) : y;
+  const [out, inFeatures] = w.shape as [number, number];
+  if (x.shape[x.rank - 1] !== inFeatures) throw new Error(`linear: input ${x} does not match weight ${w}`);
+  const rows = reshape(x, [-1, inFeatures]);
+  const y = gemm(rows, w, { c: bias, transB: true });
+  return reshape(y, [...x.shape.slice(0, -1), out]);
 }
