@@ -37,7 +37,7 @@ export function rgbToLab(r: number, g: number, b: number): Lab {
 
 /** CIE 1976 colour difference ΔE*ab. */
 export function deltaE(p: Lab, q: Lab): number {
-  return Math.hypot(p[0] - q[0], p[1] - q[1], p[2] - q[2]);
+  return Math.sqrt((p[0] - q[0]) ** 2 + (p[1] - q[1]) ** 2 + (p[2] - q[2]) ** 2);
 }
 
 function clampByte(v: number): number {

@@ -1,7 +1,7 @@
 /**
  * A small seeded PRNG, so that a scene is a pure function of its seed on every platform
  * (Math.random cannot be seeded). Mulberry32 by Tommy Ettinger (public domain), 32-bit state,
- * with the seed first scrambled by the splitmix32 finaliser so that neighbouring seeds
+ * with the seed first scrambled by MurmurHash3's fmix32 finaliser so that neighbouring seeds
  * give unrelated streams.
  */
 export class Rng {
