@@ -22,6 +22,8 @@ export interface SessionOptions {
   logLevel?: 0 | 1 | 2 | 3 | 4;
   /** Extra ORT session config entries ("session.xxx": "value"). */
   config?: Record<string, string>;
+  /** Options for compiling graphs that this session runs (external data folder for big models). */
+  compile?: { externalDir?: string; inlineLimitBytes?: number };
 }
 
 export function availableExecutionProviders(): string[] {

@@ -1,0 +1,114 @@
+/**
+ * The one compiled UNet graph that inversion needs, for a batch of one latent:
+ *
+ *   ε = unet(z_t, t, c)
+ *   when asked (gated): z_prev = s·z_t + m·(α·ε + β·ε_fixed),  loss = mean((z_prev − z_target)²),  ∂loss/∂c
+ *
+ * With α = 1 − w, β = w and ε_fixed = ε(z_t, t, prompt) this is null-text inversion's inner step
+ * (Mokady et al. 2023, Algorithm 1, line 7: the guided DDIM step with the null embedding c = ∅ as
+ * the variable); with α = w, β = 1 − w and ε_fixed = ε(z_t, t, ∅) the prompt embedding is the
+ * variable instead (the paper's textual-inversion ablation). The DDIM step enters through its two
+ * coefficients (s, m), so one graph serves every timestep, and the forward alone (DDIM inversion,
+ * the conditional noise, the final guided step) runs in the same session without the backward.
+ */
+import * as G from "../graph/index.js";
+import type { StableDiffusion } from "../models/loader.js";
+import { type HostTensor, Session, type SessionOptions } from "../runtime/session.js";
+
+export interface GuidedStepInputs {
+  latent: Float32Array;
+  timestep: number;
+  /** The variable embedding [77·D]. */
+  context: Float32Array;
+  /** ε computed with the other embedding, held fixed. */
+  fixedEps: Float32Array;
+  target: Float32Array;
+  /** Mixing weights of the variable and fixed ε in the guided ε. */
+  alpha: number;
+  beta: number;
+  /** DDIM step coefficients: z_prev = sampleCoef·z + epsCoef·ε_guided. */
+  sampleCoef: number;
+  epsCoef: number;
+}
+
+export class GuidedStep {
+  private constructor(
+    private readonly session: Session,
+    readonly latentShape: number[],
+    readonly contextShape: number[],
+    /** FLOPs of the forward alone and of the gated loss+gradient part. */
+    readonly flops: { forward: number; gradient: number },
+  ) {}
+
+  static async create(model: StableDiffusion, latentHW: [number, number], options: SessionOptions = {}): Promise<GuidedStep> {
+    const { unet, textEncoder } = model;
+    const latentShape = [1, unet.config.in_channels, ...latentHW];
+    const contextShape = [1, textEncoder.config.max_position_embeddings, unet.crossAttentionDim];
+    const latent = G.input("latent", latentShape);
+    const timestep = G.input("timestep", [1]);
+    const context = G.input("context", contextShape);
+    const fixedEps = G.input("fixed_eps", latentShape);
+    const target = G.input("target", latentShape);
+    const [alpha, beta, sampleCoef, epsCoef] = ["alpha", "beta", "sample_coef", "eps_coef"].map((n) => G.input(n, [])) as [
+      G.Tensor,
+      G.Tensor,
+      G.Tensor,
+      G.Tensor,
+    ];
+    const eps = unet.forward(latent, timestep, context);
+    const guided = G.add(G.mul(alpha, eps), G.mul(beta, fixedEps));
+    const prev = G.add(G.mul(sampleCoef, latent), G.mul(epsCoef, guided));
+    const diff = G.sub(prev, target);
+    const loss = G.reduceMean(G.mul(diff, diff));
+    const [grad] = G.grad(loss, [context]);
+    const compiled = G.compile(
+      { eps },
+      {
+        name: "guided_step",
+        inputs: [latent, timestep, context, fixedEps, target, alpha, beta, sampleCoef, epsCoef],
+        gated: { when: "with_grad", outputs: { loss, grad: grad as G.Tensor, prev } },
+        ...options.compile,
+      },
+    );
+    const session = await Session.create(compiled, options);
+    return new GuidedStep(session, latentShape, contextShape, { forward: compiled.flops, gradient: compiled.gatedFlops });
+  }
+
+  private feeds(i: Partial<GuidedStepInputs> & Pick<GuidedStepInputs, "latent" | "timestep" | "context">, withGrad: boolean) {
+    const zeros = new Float32Array(i.latent.length);
+    const scalar = (v: number | undefined): HostTensor => ({ data: Float32Array.of(v ?? 0), shape: [], dtype: "float32" });
+    return {
+      latent: i.latent,
+      timestep: Float32Array.of(i.timestep),
+      context: i.context,
+      fixed_eps: i.fixedEps ?? zeros,
+      target: i.target ?? zeros,
+      alpha: scalar(i.alpha),
+      beta: scalar(i.beta),
+      sample_coef: scalar(i.sampleCoef),
+      eps_coef: scalar(i.epsCoef),
+      with_grad: { data: Uint8Array.of(withGrad ? 1 : 0), shape: [], dtype: "bool" as const },
+    };
+  }
+
+  /** ε = unet(z_t, t, c): the forward alone. */
+  async eps(latent: Float32Array, timestep: number, context: Float32Array): Promise<Float32Array> {
+    const out = await this.session.run(this.feeds({ latent, timestep, context }, false));
+    return out.eps?.data as Float32Array;
+  }
+
+  /** The loss of the guided step and its gradient with respect to the variable embedding, in one run. */
+  async lossAndGrad(i: GuidedStepInputs): Promise<{ loss: number; grad: Float32Array; eps: Float32Array; prev: Float32Array }> {
+    const out = await this.session.run(this.feeds(i, true));
+    return {
+      loss: (out.loss?.data as Float32Array)[0] as number,
+      grad: out.grad?.data as Float32Array,
+      eps: out.eps?.data as Float32Array,
+      prev: out.prev?.data as Float32Array,
+    };
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
