@@ -13,11 +13,13 @@ if (!dir) {
 const fmt = (x: number) => (Number.isFinite(x) ? x.toExponential(2) : String(x));
 let failed = 0;
 try {
-  const lines = await runParity(dir, (l) => {
-    if (!l.ok) failed++;
-    console.log(
-      `${l.ok ? "OK  " : "FAIL"}  ${l.name.padEnd(44)} max|diff| ${fmt(l.maxDiff).padStart(9)}  allowed ${fmt(l.allowed).padStart(9)}${l.note ? `  (${l.note})` : ""}`,
-    );
+  const lines = await runParity(dir, {
+    onLine: (l) => {
+      if (!l.ok) failed++;
+      console.log(
+        `${l.ok ? "OK  " : "FAIL"}  ${l.name.padEnd(44)} max|diff| ${fmt(l.maxDiff).padStart(9)}  allowed ${fmt(l.allowed).padStart(9)}${l.note ? `  (${l.note})` : ""}`,
+      );
+    },
   });
   console.log(`\n${lines.length - failed}/${lines.length} entries pass`);
 } catch (err) {

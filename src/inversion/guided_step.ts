@@ -40,7 +40,11 @@ export class GuidedStep {
     readonly flops: { forward: number; gradient: number },
   ) {}
 
-  static async create(model: StableDiffusion, latentHW: [number, number], options: SessionOptions = {}): Promise<GuidedStep> {
+  static async create(
+    model: StableDiffusion,
+    latentHW: [number, number],
+    options: SessionOptions = {},
+  ): Promise<GuidedStep> {
     const { unet, textEncoder } = model;
     const latentShape = [1, unet.config.in_channels, ...latentHW];
     const contextShape = [1, textEncoder.config.max_position_embeddings, unet.crossAttentionDim];
@@ -49,12 +53,9 @@ export class GuidedStep {
     const context = G.input("context", contextShape);
     const fixedEps = G.input("fixed_eps", latentShape);
     const target = G.input("target", latentShape);
-    const [alpha, beta, sampleCoef, epsCoef] = ["alpha", "beta", "sample_coef", "eps_coef"].map((n) => G.input(n, [])) as [
-      G.Tensor,
-      G.Tensor,
-      G.Tensor,
-      G.Tensor,
-    ];
+    const [alpha, beta, sampleCoef, epsCoef] = ["alpha", "beta", "sample_coef", "eps_coef"].map((n) =>
+      G.input(n, []),
+    ) as [G.Tensor, G.Tensor, G.Tensor, G.Tensor];
     const eps = unet.forward(latent, timestep, context);
     const guided = G.add(G.mul(alpha, eps), G.mul(beta, fixedEps));
     const prev = G.add(G.mul(sampleCoef, latent), G.mul(epsCoef, guided));
@@ -71,12 +72,22 @@ export class GuidedStep {
       },
     );
     const session = await Session.create(compiled, options);
-    return new GuidedStep(session, latentShape, contextShape, { forward: compiled.flops, gradient: compiled.gatedFlops });
+    return new GuidedStep(session, latentShape, contextShape, {
+      forward: compiled.flops,
+      gradient: compiled.gatedFlops,
+    });
   }
 
-  private feeds(i: Partial<GuidedStepInputs> & Pick<GuidedStepInputs, "latent" | "timestep" | "context">, withGrad: boolean) {
+  private feeds(
+    i: Partial<GuidedStepInputs> & Pick<GuidedStepInputs, "latent" | "timestep" | "context">,
+    withGrad: boolean,
+  ) {
     const zeros = new Float32Array(i.latent.length);
-    const scalar = (v: number | undefined): HostTensor => ({ data: Float32Array.of(v ?? 0), shape: [], dtype: "float32" });
+    const scalar = (v: number | undefined): HostTensor => ({
+      data: Float32Array.of(v ?? 0),
+      shape: [],
+      dtype: "float32",
+    });
     return {
       latent: i.latent,
       timestep: Float32Array.of(i.timestep),
@@ -98,7 +109,9 @@ export class GuidedStep {
   }
 
   /** The loss of the guided step and its gradient with respect to the variable embedding, in one run. */
-  async lossAndGrad(i: GuidedStepInputs): Promise<{ loss: number; grad: Float32Array; eps: Float32Array; prev: Float32Array }> {
+  async lossAndGrad(
+    i: GuidedStepInputs,
+  ): Promise<{ loss: number; grad: Float32Array; eps: Float32Array; prev: Float32Array }> {
     const out = await this.session.run(this.feeds(i, true));
     return {
       loss: (out.loss?.data as Float32Array)[0] as number,

@@ -7,7 +7,7 @@
  */
 import { type DDIMConfig, parseDDIMConfig } from "../schedulers/ddim.js";
 import { CLIP_TEXT_SCHEMA, type CLIPTextConfig } from "./clip_text.js";
-import { SafetensorsFile } from "./safetensors.js";
+import { SafetensorsFile, type SafetensorsTensor, writeSafetensors } from "./safetensors.js";
 import { UNET_SCHEMA, type UNet2DConditionConfig } from "./unet.js";
 import { type AutoencoderKLConfig, VAE_SCHEMA } from "./vae.js";
 
@@ -43,9 +43,72 @@ function renamePrefix(rest: string, table: [string, string][], reverse = false):
 const IGNORED =
   /^(model_ema\.|betas$|alphas_cumprod|alphas_cumprod_prev$|sqrt_|log_one_minus|posterior_|logvar$|lvlb_weights$|cond_stage_model\.transformer\.(text_model\.)?embeddings\.position_ids$)/;
 
+type Rule = [RegExp, (m: string[]) => string | null];
+
+function applyRules(rules: readonly Rule[], key: string): string | null | undefined {
+  for (const [pattern, rewrite] of rules) {
+    const m = key.match(pattern);
+    if (m) return rewrite([...m]);
+  }
+  return undefined;
+}
+
+const n = (s: string | undefined) => Number(s);
+
+/** ldm UNetModel → diffusers UNet2DConditionModel, for L resnets per block. */
+function unetRules(L: number): Rule[] {
+  const resnet = (rest: string | undefined) => renamePrefix(rest as string, RESNET_TO_DIFFUSERS);
+  const down = (i: string | undefined) => [Math.floor((n(i) - 1) / (L + 1)), (n(i) - 1) % (L + 1)] as const;
+  const up = (i: string | undefined) => [Math.floor(n(i) / (L + 1)), n(i) % (L + 1)] as const;
+  return [
+    [/^time_embed\.(0|2)\.(.*)$/, (m) => `time_embedding.linear_${m[1] === "0" ? 1 : 2}.${m[2]}`],
+    [/^input_blocks\.0\.0\.(.*)$/, (m) => `conv_in.${m[1]}`],
+    [/^out\.0\.(.*)$/, (m) => `conv_norm_out.${m[1]}`],
+    [/^out\.2\.(.*)$/, (m) => `conv_out.${m[1]}`],
+    [/^input_blocks\.(\d+)\.0\.op\.(.*)$/, (m) => `down_blocks.${down(m[1])[0]}.downsamplers.0.conv.${m[2]}`],
+    [/^input_blocks\.(\d+)\.0\.(.*)$/, (m) => `down_blocks.${down(m[1])[0]}.resnets.${down(m[1])[1]}.${resnet(m[2])}`],
+    [/^input_blocks\.(\d+)\.1\.(.*)$/, (m) => `down_blocks.${down(m[1])[0]}.attentions.${down(m[1])[1]}.${m[2]}`],
+    [/^middle_block\.1\.(.*)$/, (m) => `mid_block.attentions.0.${m[1]}`],
+    [/^middle_block\.(0|2)\.(.*)$/, (m) => `mid_block.resnets.${m[1] === "0" ? 0 : 1}.${resnet(m[2])}`],
+    [/^output_blocks\.(\d+)\.0\.(.*)$/, (m) => `up_blocks.${up(m[1])[0]}.resnets.${up(m[1])[1]}.${resnet(m[2])}`],
+    [/^output_blocks\.(\d+)\.[12]\.(conv\..*)$/, (m) => `up_blocks.${up(m[1])[0]}.upsamplers.0.${m[2]}`],
+    [/^output_blocks\.(\d+)\.1\.(.*)$/, (m) => `up_blocks.${up(m[1])[0]}.attentions.${up(m[1])[1]}.${m[2]}`],
+  ];
+}
+
+/** ldm AutoencoderKL → diffusers AutoencoderKL, for `blocks` resolution levels. */
+function vaeRules(blocks: number): Rule[] {
+  const resnet = (rest: string | undefined) => renamePrefix(rest as string, VAE_RESNET_TO_DIFFUSERS);
+  // The decoder's up blocks are numbered from the lowest resolution in ldm, from the highest in diffusers.
+  const flip = (i: string | undefined) => blocks - 1 - n(i);
+  return [
+    [/^((?:en|de)coder\.conv_(?:in|out)\..*)$/, (m) => m[1] as string],
+    [/^((?:post_)?quant_conv\..*)$/, (m) => m[1] as string],
+    [/^(encoder|decoder)\.norm_out\.(.*)$/, (m) => `${m[1]}.conv_norm_out.${m[2]}`],
+    [/^(encoder|decoder)\.mid\.block_(1|2)\.(.*)$/, (m) => `${m[1]}.mid_block.resnets.${n(m[2]) - 1}.${resnet(m[3])}`],
+    [
+      /^(encoder|decoder)\.mid\.attn_1\.(.*)$/,
+      (m) => `${m[1]}.mid_block.attentions.0.${renamePrefix(m[2] as string, VAE_ATTN_TO_DIFFUSERS)}`,
+    ],
+    [
+      /^encoder\.down\.(\d+)\.block\.(\d+)\.(.*)$/,
+      (m) => `encoder.down_blocks.${m[1]}.resnets.${m[2]}.${resnet(m[3])}`,
+    ],
+    [
+      /^encoder\.down\.(\d+)\.downsample\.conv\.(.*)$/,
+      (m) => `encoder.down_blocks.${m[1]}.downsamplers.0.conv.${m[2]}`,
+    ],
+    [
+      /^decoder\.up\.(\d+)\.block\.(\d+)\.(.*)$/,
+      (m) => `decoder.up_blocks.${flip(m[1])}.resnets.${m[2]}.${resnet(m[3])}`,
+    ],
+    [/^decoder\.up\.(\d+)\.upsample\.conv\.(.*)$/, (m) => `decoder.up_blocks.${flip(m[1])}.upsamplers.0.conv.${m[2]}`],
+  ];
+}
+
 /**
- * CompVis key → diffusers component and key; "ignore" for known non-weights; undefined for a key
- * this mapping does not know (the loader reports it).
+ * CompVis key → diffusers component and key; null for known non-weights (EMA copies, DDPM
+ * buffers, position ids); an error naming any other key.
  */
 export function compVisKeyMapper(
   unet: Pick<UNet2DConditionConfig, "layers_per_block">,
@@ -53,137 +116,95 @@ export function compVisKeyMapper(
 ): (key: string) => Mapped | null {
   if (Array.isArray(unet.layers_per_block))
     throw new Error("single-file checkpoints with per-block layers_per_block are not supported");
-  const L = unet.layers_per_block as number;
-  const vaeBlocks = vae.block_out_channels.length;
+  const uRules = unetRules(unet.layers_per_block as number);
+  const vRules = vaeRules(vae.block_out_channels.length);
   return (key: string) => {
     if (IGNORED.test(key)) return null;
-    let m: RegExpMatchArray | null;
     if (key.startsWith("cond_stage_model.model.")) {
       throw new Error(
         `${key}: SD 2.x single-file checkpoints (OpenCLIP text encoder) are not supported; use the diffusers folder`,
       );
     }
-    if ((m = key.match(/^cond_stage_model\.transformer\.(?:text_model\.)?(.*)$/))) {
-      return { component: "text_encoder", key: `text_model.${m[1]}` };
-    }
-    if ((m = key.match(/^model\.diffusion_model\.(.*)$/)))
-      return { component: "unet", key: unetKey(m[1] as string, L, key) };
-    if ((m = key.match(/^first_stage_model\.(.*)$/)))
-      return { component: "vae", key: vaeKey(m[1] as string, vaeBlocks, key) };
-    throw new Error(`single-file checkpoint: unknown key '${key}'`);
+    const text = key.match(/^cond_stage_model\.transformer\.(?:text_model\.)?(.*)$/);
+    if (text) return { component: "text_encoder", key: `text_model.${text[1]}` };
+    const sub = (prefix: string, rules: Rule[], component: Component): Mapped | undefined => {
+      if (!key.startsWith(prefix)) return undefined;
+      const mapped = applyRules(rules, key.slice(prefix.length));
+      if (!mapped) throw new Error(`single-file checkpoint: unknown ${component} key '${key}'`);
+      return { component, key: mapped };
+    };
+    const found = sub("model.diffusion_model.", uRules, "unet") ?? sub("first_stage_model.", vRules, "vae");
+    if (!found) throw new Error(`single-file checkpoint: unknown key '${key}'`);
+    return found;
   };
 }
 
-function unetKey(k: string, L: number, full: string): string {
-  let m: RegExpMatchArray | null;
-  if ((m = k.match(/^time_embed\.(0|2)\.(.*)$/))) return `time_embedding.linear_${m[1] === "0" ? 1 : 2}.${m[2]}`;
-  if ((m = k.match(/^input_blocks\.0\.0\.(.*)$/))) return `conv_in.${m[1]}`;
-  if ((m = k.match(/^out\.(0|2)\.(.*)$/))) return `${m[1] === "0" ? "conv_norm_out" : "conv_out"}.${m[2]}`;
-  if ((m = k.match(/^input_blocks\.(\d+)\.(\d+)\.(.*)$/))) {
-    const i = Number(m[1]) - 1;
-    const block = Math.floor(i / (L + 1));
-    const layer = i % (L + 1);
-    const rest = m[3] as string;
-    if (layer === L && m[2] === "0" && rest.startsWith("op."))
-      return `down_blocks.${block}.downsamplers.0.conv.${rest.slice(3)}`;
-    if (m[2] === "0") return `down_blocks.${block}.resnets.${layer}.${renamePrefix(rest, RESNET_TO_DIFFUSERS)}`;
-    if (m[2] === "1") return `down_blocks.${block}.attentions.${layer}.${rest}`;
-  }
-  if ((m = k.match(/^middle_block\.(\d)\.(.*)$/))) {
-    const rest = m[2] as string;
-    if (m[1] === "1") return `mid_block.attentions.0.${rest}`;
-    return `mid_block.resnets.${m[1] === "0" ? 0 : 1}.${renamePrefix(rest, RESNET_TO_DIFFUSERS)}`;
-  }
-  if ((m = k.match(/^output_blocks\.(\d+)\.(\d+)\.(.*)$/))) {
-    const i = Number(m[1]);
-    const block = Math.floor(i / (L + 1));
-    const layer = i % (L + 1);
-    const rest = m[3] as string;
-    if (m[2] === "0") return `up_blocks.${block}.resnets.${layer}.${renamePrefix(rest, RESNET_TO_DIFFUSERS)}`;
-    if (rest.startsWith("conv.")) return `up_blocks.${block}.upsamplers.0.${rest}`;
-    if (m[2] === "1") return `up_blocks.${block}.attentions.${layer}.${rest}`;
-  }
-  throw new Error(`single-file checkpoint: unknown UNet key '${full}'`);
-}
-
-function vaeKey(k: string, blocks: number, full: string): string {
-  let m: RegExpMatchArray | null;
-  if ((m = k.match(/^(encoder|decoder)\.(conv_in|conv_out)\.(.*)$/))) return k;
-  if ((m = k.match(/^(quant_conv|post_quant_conv)\.(.*)$/))) return k;
-  if ((m = k.match(/^(encoder|decoder)\.norm_out\.(.*)$/))) return `${m[1]}.conv_norm_out.${m[2]}`;
-  if ((m = k.match(/^(encoder|decoder)\.mid\.block_(1|2)\.(.*)$/))) {
-    return `${m[1]}.mid_block.resnets.${Number(m[2]) - 1}.${renamePrefix(m[3] as string, VAE_RESNET_TO_DIFFUSERS)}`;
-  }
-  if ((m = k.match(/^(encoder|decoder)\.mid\.attn_1\.(.*)$/))) {
-    return `${m[1]}.mid_block.attentions.0.${renamePrefix(m[2] as string, VAE_ATTN_TO_DIFFUSERS)}`;
-  }
-  if ((m = k.match(/^encoder\.down\.(\d+)\.block\.(\d+)\.(.*)$/))) {
-    return `encoder.down_blocks.${m[1]}.resnets.${m[2]}.${renamePrefix(m[3] as string, VAE_RESNET_TO_DIFFUSERS)}`;
-  }
-  if ((m = k.match(/^encoder\.down\.(\d+)\.downsample\.conv\.(.*)$/)))
-    return `encoder.down_blocks.${m[1]}.downsamplers.0.conv.${m[2]}`;
-  // The decoder's up blocks are numbered from the lowest resolution in CompVis, from the highest in diffusers.
-  if ((m = k.match(/^decoder\.up\.(\d+)\.block\.(\d+)\.(.*)$/))) {
-    return `decoder.up_blocks.${blocks - 1 - Number(m[1])}.resnets.${m[2]}.${renamePrefix(m[3] as string, VAE_RESNET_TO_DIFFUSERS)}`;
-  }
-  if ((m = k.match(/^decoder\.up\.(\d+)\.upsample\.conv\.(.*)$/))) {
-    return `decoder.up_blocks.${blocks - 1 - Number(m[1])}.upsamplers.0.conv.${m[2]}`;
-  }
-  throw new Error(`single-file checkpoint: unknown VAE key '${full}'`);
-}
-
-/** diffusers key → CompVis key (the inverse mapping; used to write single-file checkpoints). */
+/** diffusers key → CompVis key: the inverse mapping, for writing single-file checkpoints. */
 export function toCompVisKey(
   component: Component,
   key: string,
   unet: Pick<UNet2DConditionConfig, "layers_per_block" | "up_block_types">,
   vaeBlocks: number,
 ): string {
-  const L = unet.layers_per_block as number;
-  let m: RegExpMatchArray | null;
   if (component === "text_encoder") return `cond_stage_model.transformer.${key}`;
+  const L = unet.layers_per_block as number;
   if (component === "vae") {
-    let k = key;
-    if ((m = k.match(/^(encoder|decoder)\.conv_norm_out\.(.*)$/))) k = `${m[1]}.norm_out.${m[2]}`;
-    else if ((m = k.match(/^(encoder|decoder)\.mid_block\.resnets\.(\d)\.(.*)$/))) {
-      k = `${m[1]}.mid.block_${Number(m[2]) + 1}.${renamePrefix(m[3] as string, VAE_RESNET_TO_DIFFUSERS, true)}`;
-    } else if ((m = k.match(/^(encoder|decoder)\.mid_block\.attentions\.0\.(.*)$/))) {
-      k = `${m[1]}.mid.attn_1.${renamePrefix(m[2] as string, VAE_ATTN_TO_DIFFUSERS, true)}`;
-    } else if ((m = k.match(/^encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(.*)$/))) {
-      k = `encoder.down.${m[1]}.block.${m[2]}.${renamePrefix(m[3] as string, VAE_RESNET_TO_DIFFUSERS, true)}`;
-    } else if ((m = k.match(/^encoder\.down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.*)$/)))
-      k = `encoder.down.${m[1]}.downsample.conv.${m[2]}`;
-    else if ((m = k.match(/^decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(.*)$/))) {
-      k = `decoder.up.${vaeBlocks - 1 - Number(m[1])}.block.${m[2]}.${renamePrefix(m[3] as string, VAE_RESNET_TO_DIFFUSERS, true)}`;
-    } else if ((m = k.match(/^decoder\.up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.*)$/))) {
-      k = `decoder.up.${vaeBlocks - 1 - Number(m[1])}.upsample.conv.${m[2]}`;
-    }
-    return `first_stage_model.${k}`;
+    const resnet = (rest: string | undefined) => renamePrefix(rest as string, VAE_RESNET_TO_DIFFUSERS, true);
+    const flip = (i: string | undefined) => vaeBlocks - 1 - n(i);
+    const rules: Rule[] = [
+      [/^(encoder|decoder)\.conv_norm_out\.(.*)$/, (m) => `${m[1]}.norm_out.${m[2]}`],
+      [
+        /^(encoder|decoder)\.mid_block\.resnets\.(\d)\.(.*)$/,
+        (m) => `${m[1]}.mid.block_${n(m[2]) + 1}.${resnet(m[3])}`,
+      ],
+      [
+        /^(encoder|decoder)\.mid_block\.attentions\.0\.(.*)$/,
+        (m) => `${m[1]}.mid.attn_1.${renamePrefix(m[2] as string, VAE_ATTN_TO_DIFFUSERS, true)}`,
+      ],
+      [
+        /^encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(.*)$/,
+        (m) => `encoder.down.${m[1]}.block.${m[2]}.${resnet(m[3])}`,
+      ],
+      [
+        /^encoder\.down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.*)$/,
+        (m) => `encoder.down.${m[1]}.downsample.conv.${m[2]}`,
+      ],
+      [
+        /^decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(.*)$/,
+        (m) => `decoder.up.${flip(m[1])}.block.${m[2]}.${resnet(m[3])}`,
+      ],
+      [
+        /^decoder\.up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.*)$/,
+        (m) => `decoder.up.${flip(m[1])}.upsample.conv.${m[2]}`,
+      ],
+    ];
+    return `first_stage_model.${applyRules(rules, key) ?? key}`;
   }
-  let k = key;
-  if ((m = k.match(/^time_embedding\.linear_(1|2)\.(.*)$/))) k = `time_embed.${m[1] === "1" ? 0 : 2}.${m[2]}`;
-  else if ((m = k.match(/^conv_in\.(.*)$/))) k = `input_blocks.0.0.${m[1]}`;
-  else if ((m = k.match(/^conv_norm_out\.(.*)$/))) k = `out.0.${m[1]}`;
-  else if ((m = k.match(/^conv_out\.(.*)$/))) k = `out.2.${m[1]}`;
-  else if ((m = k.match(/^down_blocks\.(\d+)\.resnets\.(\d+)\.(.*)$/))) {
-    k = `input_blocks.${1 + Number(m[1]) * (L + 1) + Number(m[2])}.0.${renamePrefix(m[3] as string, RESNET_TO_DIFFUSERS, true)}`;
-  } else if ((m = k.match(/^down_blocks\.(\d+)\.attentions\.(\d+)\.(.*)$/))) {
-    k = `input_blocks.${1 + Number(m[1]) * (L + 1) + Number(m[2])}.1.${m[3]}`;
-  } else if ((m = k.match(/^down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.*)$/))) {
-    k = `input_blocks.${(Number(m[1]) + 1) * (L + 1)}.0.op.${m[2]}`;
-  } else if ((m = k.match(/^mid_block\.resnets\.(\d)\.(.*)$/))) {
-    k = `middle_block.${m[1] === "0" ? 0 : 2}.${renamePrefix(m[2] as string, RESNET_TO_DIFFUSERS, true)}`;
-  } else if ((m = k.match(/^mid_block\.attentions\.0\.(.*)$/))) k = `middle_block.1.${m[1]}`;
-  else if ((m = k.match(/^up_blocks\.(\d+)\.resnets\.(\d+)\.(.*)$/))) {
-    k = `output_blocks.${Number(m[1]) * (L + 1) + Number(m[2])}.0.${renamePrefix(m[3] as string, RESNET_TO_DIFFUSERS, true)}`;
-  } else if ((m = k.match(/^up_blocks\.(\d+)\.attentions\.(\d+)\.(.*)$/))) {
-    k = `output_blocks.${Number(m[1]) * (L + 1) + Number(m[2])}.1.${m[3]}`;
-  } else if ((m = k.match(/^up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.*)$/))) {
-    const block = Number(m[1]);
-    const hasAttention = unet.up_block_types[block] === "CrossAttnUpBlock2D";
-    k = `output_blocks.${block * (L + 1) + L}.${hasAttention ? 2 : 1}.conv.${m[2]}`;
-  }
-  return `model.diffusion_model.${k}`;
+  const resnet = (rest: string | undefined) => renamePrefix(rest as string, RESNET_TO_DIFFUSERS, true);
+  const downIndex = (b: string | undefined, l: string | undefined) => 1 + n(b) * (L + 1) + n(l);
+  const upIndex = (b: string | undefined, l: string | undefined) => n(b) * (L + 1) + n(l);
+  const rules: Rule[] = [
+    [/^time_embedding\.linear_(1|2)\.(.*)$/, (m) => `time_embed.${m[1] === "1" ? 0 : 2}.${m[2]}`],
+    [/^conv_in\.(.*)$/, (m) => `input_blocks.0.0.${m[1]}`],
+    [/^conv_norm_out\.(.*)$/, (m) => `out.0.${m[1]}`],
+    [/^conv_out\.(.*)$/, (m) => `out.2.${m[1]}`],
+    [/^down_blocks\.(\d+)\.resnets\.(\d+)\.(.*)$/, (m) => `input_blocks.${downIndex(m[1], m[2])}.0.${resnet(m[3])}`],
+    [/^down_blocks\.(\d+)\.attentions\.(\d+)\.(.*)$/, (m) => `input_blocks.${downIndex(m[1], m[2])}.1.${m[3]}`],
+    [
+      /^down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.*)$/,
+      (m) => `input_blocks.${(n(m[1]) + 1) * (L + 1)}.0.op.${m[2]}`,
+    ],
+    [/^mid_block\.resnets\.(\d)\.(.*)$/, (m) => `middle_block.${m[1] === "0" ? 0 : 2}.${resnet(m[2])}`],
+    [/^mid_block\.attentions\.0\.(.*)$/, (m) => `middle_block.1.${m[1]}`],
+    [/^up_blocks\.(\d+)\.resnets\.(\d+)\.(.*)$/, (m) => `output_blocks.${upIndex(m[1], m[2])}.0.${resnet(m[3])}`],
+    [/^up_blocks\.(\d+)\.attentions\.(\d+)\.(.*)$/, (m) => `output_blocks.${upIndex(m[1], m[2])}.1.${m[3]}`],
+    [
+      /^up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.*)$/,
+      (m) =>
+        `output_blocks.${upIndex(m[1], String(L))}.${unet.up_block_types[n(m[1])] === "CrossAttnUpBlock2D" ? 2 : 1}.conv.${m[2]}`,
+    ],
+  ];
+  return `model.diffusion_model.${applyRules(rules, key) ?? key}`;
 }
 
 /**
@@ -299,4 +320,37 @@ export function inferSingleFileConfigs(file: string): {
   } finally {
     st.close();
   }
+}
+
+/**
+ * Writes a diffusers folder's text encoder, UNet and VAE as one checkpoint in CompVis naming
+ * (the layout of the original Stable Diffusion releases), keeping each tensor's dtype.
+ */
+export function writeCompVisCheckpoint(
+  folder: string,
+  out: string,
+  unet: Pick<UNet2DConditionConfig, "layers_per_block" | "up_block_types">,
+  vaeBlocks: number,
+): void {
+  const tensors: Record<string, SafetensorsTensor> = {};
+  const parts: [Component, string][] = [
+    ["text_encoder", "text_encoder/model.safetensors"],
+    ["unet", "unet/diffusion_pytorch_model.safetensors"],
+    ["vae", "vae/diffusion_pytorch_model.safetensors"],
+  ];
+  for (const [component, file] of parts) {
+    const st = SafetensorsFile.open(`${folder}/${file}`);
+    try {
+      for (const entry of st.entries.values()) {
+        tensors[toCompVisKey(component, entry.name, unet, vaeBlocks)] = {
+          dtype: entry.dtype,
+          shape: entry.shape,
+          data: st.readRaw(entry.name),
+        };
+      }
+    } finally {
+      st.close();
+    }
+  }
+  writeSafetensors(out, tensors);
 }

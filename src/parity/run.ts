@@ -8,7 +8,7 @@ import fs from "node:fs";
 import path from "node:path";
 import * as G from "../graph/index.js";
 import { GuidedStep } from "../inversion/guided_step.js";
-import { type StableDiffusion, loadStableDiffusion } from "../models/loader.js";
+import { loadStableDiffusion, type StableDiffusion } from "../models/loader.js";
 import { SafetensorsFile } from "../models/safetensors.js";
 import { Session } from "../runtime/session.js";
 import { ddimInvertStep, ddimSchedule, ddimStep, ddimStepCoefficients } from "../schedulers/ddim.js";
@@ -55,11 +55,21 @@ function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
+export interface ParityOptions {
+  /** The model to check (default `<dir>/model`): a diffusers folder or a single-file checkpoint. */
+  model?: string;
+  /** Configs for a single-file checkpoint (see `loadStableDiffusion`). */
+  configFrom?: string;
+  threads?: number;
+  onLine?: (l: ParityLine) => void;
+}
+
 /** Runs every check; `onLine` sees each result as it is computed. */
-export async function runParity(dir: string, onLine: (l: ParityLine) => void = () => {}, threads?: number): Promise<ParityLine[]> {
+export async function runParity(dir: string, options: ParityOptions = {}): Promise<ParityLine[]> {
+  const { threads, onLine = () => {} } = options;
   const golden = JSON.parse(fs.readFileSync(path.join(dir, "golden.json"), "utf8")) as Golden;
   const tensors = SafetensorsFile.open(path.join(dir, "golden.safetensors"));
-  const model = await loadStableDiffusion(path.join(dir, "model"));
+  const model = await loadStableDiffusion(options.model ?? path.join(dir, "model"), { configFrom: options.configFrom });
   const lines: ParityLine[] = [];
   const emit = (l: ParityLine) => {
     lines.push(l);
@@ -79,8 +89,12 @@ export async function runParity(dir: string, onLine: (l: ParityLine) => void = (
   // Tokenizer cases: exact ids (either text-cleaning path of the reference).
   golden.tokenizer?.cases.forEach((c, i) => {
     const ids = model.tokenizer.encode(c.text).ids;
-    const mismatches = (want: number[]) => want.reduce((n, id, k) => n + (ids[k] === id ? 0 : 1), Math.abs(want.length - ids.length));
-    const d = Math.min(mismatches(c.ids), c.ids_alt_text_cleaning ? mismatches(c.ids_alt_text_cleaning) : Number.POSITIVE_INFINITY);
+    const mismatches = (want: number[]) =>
+      want.reduce((n, id, k) => n + (ids[k] === id ? 0 : 1), Math.abs(want.length - ids.length));
+    const d = Math.min(
+      mismatches(c.ids),
+      c.ids_alt_text_cleaning ? mismatches(c.ids_alt_text_cleaning) : Number.POSITIVE_INFINITY,
+    );
     emit({ name: `tokenizer.case${i} ${JSON.stringify(c.text).slice(0, 40)}`, maxDiff: d, allowed: 0, ok: d === 0 });
   });
 
@@ -106,7 +120,12 @@ class Checkers {
     private readonly model: StableDiffusion,
     private readonly golden: Golden,
     private readonly ref: (name: string) => Float32Array,
-    private readonly compare: (name: string, got: ArrayLike<number>, tolerance: "model" | "scheduler", note?: string) => void,
+    private readonly compare: (
+      name: string,
+      got: ArrayLike<number>,
+      tolerance: "model" | "scheduler",
+      note?: string,
+    ) => void,
     private readonly emit: (l: ParityLine) => void,
     private readonly threads?: number,
   ) {}
@@ -152,7 +171,13 @@ class Checkers {
     if (inputs.has(name)) {
       const data = this.ref(name);
       const finite = data.every(Number.isFinite);
-      this.emit({ name, maxDiff: 0, allowed: 0, ok: finite && data.length === e.shape.reduce((a, b) => a * b, 1), note: "input" });
+      this.emit({
+        name,
+        maxDiff: 0,
+        allowed: 0,
+        ok: finite && data.length === e.shape.reduce((a, b) => a * b, 1),
+        note: "input",
+      });
       return;
     }
     let m: RegExpMatchArray | null = null;
@@ -254,12 +279,18 @@ class Checkers {
       const nt = this.golden.nulltext;
       if (!nt) throw new Error("golden.json has no nulltext settings");
       const shape = this.golden.entries["nulltext.latent_cur"]?.shape as number[];
-      this.guided = await GuidedStep.create(this.model, [shape[2] as number, shape[3] as number], { threads: this.threads });
+      this.guided = await GuidedStep.create(this.model, [shape[2] as number, shape[3] as number], {
+        threads: this.threads,
+      });
       const latent = this.ref("nulltext.latent_cur");
       const cond = this.ref("nulltext.cond_embeddings");
       const uncond = this.ref("nulltext.uncond_embeddings");
       const condEps = await this.guided.eps(latent, nt.timestep, cond);
-      const coef = ddimStepCoefficients(ddimSchedule(this.model.scheduler, nt.num_inference_steps), nt.timestep, "denoise");
+      const coef = ddimStepCoefficients(
+        ddimSchedule(this.model.scheduler, nt.num_inference_steps),
+        nt.timestep,
+        "denoise",
+      );
       const w = nt.guidance_scale;
       const r = await this.guided.lossAndGrad({
         latent,
