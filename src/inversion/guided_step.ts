@@ -13,7 +13,7 @@
  */
 import * as G from "../graph/index.js";
 import type { StableDiffusion } from "../models/loader.js";
-import { type HostTensor, Session, type SessionOptions } from "../runtime/session.js";
+import { float32Output, type HostTensor, Session, type SessionOptions } from "../runtime/session.js";
 
 export interface GuidedStepInputs {
   latent: Float32Array;
@@ -105,7 +105,7 @@ export class GuidedStep {
   /** ε = unet(z_t, t, c): the forward alone. */
   async eps(latent: Float32Array, timestep: number, context: Float32Array): Promise<Float32Array> {
     const out = await this.session.run(this.feeds({ latent, timestep, context }, false));
-    return out.eps?.data as Float32Array;
+    return float32Output(out, "eps");
   }
 
   /** The loss of the guided step and its gradient with respect to the variable embedding, in one run. */
@@ -114,10 +114,10 @@ export class GuidedStep {
   ): Promise<{ loss: number; grad: Float32Array; eps: Float32Array; prev: Float32Array }> {
     const out = await this.session.run(this.feeds(i, true));
     return {
-      loss: (out.loss?.data as Float32Array)[0] as number,
-      grad: out.grad?.data as Float32Array,
-      eps: out.eps?.data as Float32Array,
-      prev: out.prev?.data as Float32Array,
+      loss: float32Output(out, "loss")[0] as number,
+      grad: float32Output(out, "grad"),
+      eps: float32Output(out, "eps"),
+      prev: float32Output(out, "prev"),
     };
   }
 

@@ -265,11 +265,13 @@ class Checkers {
 
   private scheduler(name: string): void {
     const s = this.schedule();
-    if (name === "scheduler.alphas_cumprod") return this.compare(name, s.alphasCumprod, "scheduler");
-    if (name === "scheduler.final_alpha_cumprod") return this.compare(name, [s.finalAlphaCumprod], "scheduler");
     const m = name.match(/^scheduler\.timesteps_(\d+)$/);
-    if (m) return this.compare(name, ddimSchedule(this.model.scheduler, Number(m[1])).timesteps, "scheduler");
-    throw new Error("unknown scheduler entry");
+    let got: ArrayLike<number>;
+    if (name === "scheduler.alphas_cumprod") got = s.alphasCumprod;
+    else if (name === "scheduler.final_alpha_cumprod") got = [s.finalAlphaCumprod];
+    else if (m) got = ddimSchedule(this.model.scheduler, Number(m[1])).timesteps;
+    else throw new Error("unknown scheduler entry");
+    this.compare(name, got, "scheduler");
   }
 
   private nulltextOut?: Record<string, ArrayLike<number>>;

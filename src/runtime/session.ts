@@ -112,6 +112,14 @@ export class Session {
   }
 }
 
+/** A float32 output by name, or an error naming what the graph returned instead. */
+export function float32Output(out: Record<string, HostTensor>, name: string): Float32Array {
+  const t = out[name];
+  if (!t) throw new Error(`no output '${name}' (got ${Object.keys(out).join(", ")})`);
+  if (!(t.data instanceof Float32Array)) throw new Error(`output '${name}' is ${t.dtype}, expected float32`);
+  return t.data;
+}
+
 function describeSpec(s: ValueSpec): string {
   return `${s.dtype}[${s.shape.join(", ")}]`;
 }
