@@ -2,6 +2,7 @@
  * ONNX Runtime sessions for compiled graphs: created once per graph and reused, with feeds
  * checked against the graph's declared inputs and ORT failures reported with the node's meaning.
  */
+import os from "node:os";
 import * as ort from "onnxruntime-node";
 import type { CompiledGraph, ValueSpec } from "../graph/compile.js";
 import { type AnyTypedArray, DTYPES, type DType, dtypeFromOrt } from "../graph/dtype.js";
@@ -14,7 +15,10 @@ export interface HostTensor {
 }
 
 export interface SessionOptions {
-  /** Intra-op threads (default: ORT's choice, one per physical core). */
+  /**
+   * Intra-op threads (default: every CPU the process may use; ORT's own default picks fewer on
+   * these VMs and measured 1.7× slower).
+   */
   threads?: number;
   /** Execution providers in order of preference; CPU is always the last resort. */
   executionProviders?: string[];
@@ -54,10 +58,8 @@ export class Session {
       logSeverityLevel: options.logLevel ?? 3,
       extra: { session: {}, ...nest(options.config ?? {}) },
     };
-    if (options.threads) {
-      sessionOptions.intraOpNumThreads = options.threads;
-      sessionOptions.interOpNumThreads = 1;
-    }
+    sessionOptions.intraOpNumThreads = options.threads ?? os.availableParallelism();
+    sessionOptions.interOpNumThreads = 1;
     try {
       const session =
         graph.model.kind === "file"

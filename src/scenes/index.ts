@@ -1,3 +1,4 @@
+export { Rng } from "../util/rng.js";
 export {
   checkImage,
   checkPrompt,
@@ -16,7 +17,6 @@ export {
   scenePrompt,
   type WordRole,
 } from "./prompt.js";
-export { Rng } from "./random.js";
 export {
   dilateMask,
   editRegion,

@@ -7,7 +7,7 @@
  * (cx, cy) is the object's centre with y pointing down, `size` the radius of the circle the
  * shape is inscribed in (a circle's own radius), `rotation` degrees clockwise.
  */
-import { Rng } from "./random.js";
+import { Rng } from "../util/rng.js";
 
 export const COLORS = ["red", "yellow", "green", "blue", "purple", "pink"] as const;
 export const SHAPES = ["circle", "square", "triangle", "star"] as const;

@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { checkImage, checkPrompt } from "../../src/scenes/checker.js";
 import { parsePrompt, scenePrompt } from "../../src/scenes/prompt.js";
-import { Rng } from "../../src/scenes/random.js";
 import { type RgbImage, renderScene } from "../../src/scenes/render.js";
 import {
   COLOR_RGB,
@@ -12,6 +11,7 @@ import {
   type Scene,
   type Shape,
 } from "../../src/scenes/scene.js";
+import { Rng } from "../../src/util/rng.js";
 import { type Degradation, degrade } from "./degrade.js";
 
 /** Share of scenes read entirely right: background, object count, every colour and shape. */

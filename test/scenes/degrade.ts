@@ -2,8 +2,9 @@
  * Test helper: the kinds of damage a small diffusion model does to a render, to measure the
  * checker's robustness. Not a test file itself.
  */
-import { Rng } from "../../src/scenes/random.js";
+
 import type { RgbImage } from "../../src/scenes/render.js";
+import { Rng } from "../../src/util/rng.js";
 
 export type Degradation = {
   /** Gaussian blur standard deviation in pixels. */

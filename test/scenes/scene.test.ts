@@ -1,5 +1,4 @@
 import { describe, expect, it } from "vitest";
-import { Rng } from "../../src/scenes/random.js";
 import {
   BACKGROUNDS,
   COLORS,
@@ -10,6 +9,7 @@ import {
   SHAPES,
   validateScene,
 } from "../../src/scenes/scene.js";
+import { Rng } from "../../src/util/rng.js";
 
 describe("Rng", () => {
   it("is reproducible from its seed and differs between seeds", () => {

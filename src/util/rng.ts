@@ -49,3 +49,11 @@ export class Rng {
     return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.next());
   }
 }
+
+/** `n` standard normal samples from a generator seeded with `seed` (a pure function of both). */
+export function gaussianArray(n: number, seed: number): Float32Array {
+  const rng = new Rng(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = rng.gaussian();
+  return out;
+}

@@ -1,0 +1,40 @@
+/**
+ * npm run train:shapes — reproduces the built-in model from scratch (seeded), resuming after an
+ * interruption from the checkpoints in --work (default .cache/train-shapes). Writes the diffusers
+ * folder to --out (default models/nulltext-shapes).
+ * Options: --seed N, --vae-steps N, --unet-steps N, --scenes N, --threads N.
+ */
+import path from "node:path";
+import { ClipTokenizer } from "../src/models/clip_tokenizer.js";
+import { encodeScenes, exportShapesModel, trainUnet, trainVae } from "../src/training/shapes.js";
+
+const arg = (name: string, fallback: string) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? (process.argv[i + 1] as string) : fallback;
+};
+const root = path.resolve(import.meta.dirname, "..");
+const outDir = path.resolve(arg("out", path.join(root, "models", "nulltext-shapes")));
+const workDir = path.resolve(arg("work", path.join(root, ".cache", "train-shapes")));
+const tokenizerDir = path.join(root, "models", "nulltext-shapes", "tokenizer");
+const t0 = Date.now();
+const log = (line: string) => console.log(`[${((Date.now() - t0) / 1000).toFixed(0).padStart(5)} s] ${line}`);
+const options = {
+  workDir,
+  outDir,
+  tokenizer: await ClipTokenizer.fromFolder(tokenizerDir),
+  seed: Number(arg("seed", "1")),
+  vaeSteps: Number(arg("vae-steps", "3000")),
+  vaeBatch: 16,
+  scenes: Number(arg("scenes", "40000")),
+  unetSteps: Number(arg("unet-steps", "12000")),
+  unetBatch: 32,
+  threads: Number(arg("threads", "0")) || undefined,
+  log,
+};
+(await import("node:fs")).mkdirSync(workDir, { recursive: true });
+const vae = await trainVae(options);
+const data = await encodeScenes(options, vae);
+log(`latent scaling factor ${data.scalingFactor.toPrecision(6)}`);
+const { text, unet } = await trainUnet(options, data);
+exportShapesModel(outDir, tokenizerDir, { text, unet, vae }, data.scalingFactor);
+log(`wrote ${outDir}`);

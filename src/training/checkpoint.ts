@@ -1,0 +1,53 @@
+/**
+ * Training checkpoints: parameters, Adam moments and the EMA copy in one safetensors file, with the
+ * step and phase in its metadata. Written atomically, so an interrupted run resumes from the last
+ * complete checkpoint.
+ */
+import fs from "node:fs";
+import { SafetensorsFile, type SafetensorsTensor, writeSafetensors } from "../models/safetensors.js";
+
+export interface TrainingState {
+  phase: string;
+  step: number;
+  params: Map<string, Float32Array>;
+  adamM: Map<string, Float32Array>;
+  adamV: Map<string, Float32Array>;
+  ema: Map<string, Float32Array>;
+  /** Anything else the phase needs to resume (JSON-serialisable). */
+  extra: Record<string, unknown>;
+}
+
+const GROUPS = ["params", "adamM", "adamV", "ema"] as const;
+
+export function saveCheckpoint(file: string, s: TrainingState): void {
+  const tensors: Record<string, SafetensorsTensor> = {};
+  for (const group of GROUPS) {
+    for (const [key, data] of s[group]) tensors[`${group}/${key}`] = { dtype: "F32", shape: [data.length], data };
+  }
+  writeSafetensors(file, tensors, { phase: s.phase, step: String(s.step), extra: JSON.stringify(s.extra) });
+}
+
+export function loadCheckpoint(file: string): TrainingState | null {
+  if (!fs.existsSync(file)) return null;
+  const st = SafetensorsFile.open(file);
+  try {
+    const state: TrainingState = {
+      phase: st.metadata.phase ?? "",
+      step: Number(st.metadata.step ?? 0),
+      params: new Map(),
+      adamM: new Map(),
+      adamV: new Map(),
+      ema: new Map(),
+      extra: JSON.parse(st.metadata.extra ?? "{}"),
+    };
+    for (const name of st.entries.keys()) {
+      const slash = name.indexOf("/");
+      const group = name.slice(0, slash) as (typeof GROUPS)[number];
+      if (!GROUPS.includes(group)) throw new Error(`${file}: unexpected tensor '${name}'`);
+      state[group].set(name.slice(slash + 1), st.readFloat32(name));
+    }
+    return state;
+  } finally {
+    st.close();
+  }
+}

@@ -1,0 +1,308 @@
+/**
+ * Training the built-in model on procedural scenes (`npm run train:shapes`), in three resumable
+ * phases on the graph layer: (1) the VAE, (2) encoding a fixed set of training scenes to latents,
+ * (3) the text encoder and UNet together with the SD noise schedule, ε-prediction and 10%
+ * empty-prompt dropout for classifier-free guidance (Ho & Salimans 2022). Everything is seeded.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import * as G from "../graph/index.js";
+import { float32ArrayToHalf } from "../graph/index.js";
+import { toTensor } from "../image/index.js";
+import { CLIPTextModel, parseCLIPTextConfig } from "../models/clip_text.js";
+import type { ClipTokenizer } from "../models/clip_tokenizer.js";
+import { type SafetensorsTensor, writeSafetensors } from "../models/safetensors.js";
+import { parseUNetConfig, UNet2DConditionModel } from "../models/unet.js";
+import { AutoencoderKL, parseVAEConfig } from "../models/vae.js";
+import { WeightStore } from "../models/weights.js";
+import { float32Output, Session } from "../runtime/session.js";
+import { randomScene, renderScene, scenePrompt } from "../scenes/index.js";
+import { ddimAlphasCumprod, parseDDIMConfig } from "../schedulers/ddim.js";
+import { gaussianArray, Rng } from "../util/rng.js";
+import { loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
+import { trainLoop } from "./loop.js";
+import { SHAPES_CONFIGS, SHAPES_IMAGE_SIZE } from "./shapes_config.js";
+
+/** Scenes for training come from seeds at and above this; evaluation uses seeds below it. */
+export const TRAIN_SEED_BASE = 1_000_000;
+
+export interface ShapesTrainingOptions {
+  workDir: string;
+  outDir: string;
+  tokenizer: ClipTokenizer;
+  seed: number;
+  vaeSteps: number;
+  vaeBatch: number;
+  scenes: number;
+  unetSteps: number;
+  unetBatch: number;
+  threads?: number;
+  log: (line: string) => void;
+}
+
+const S = SHAPES_IMAGE_SIZE;
+
+function sceneBatch(seeds: number[]): { images: Float32Array; prompts: string[] } {
+  const images = new Float32Array(seeds.length * 3 * S * S);
+  const prompts: string[] = [];
+  seeds.forEach((seed, i) => {
+    const scene = randomScene(seed, { objects: "any" });
+    images.set(toTensor(renderScene(scene, S)), i * 3 * S * S);
+    prompts.push(scenePrompt(scene));
+  });
+  return { images, prompts };
+}
+
+/** Phase 1: the autoencoder, with reconstruction (MSE + L1) and a small KL term. */
+export async function trainVae(o: ShapesTrainingOptions): Promise<Map<string, Float32Array>> {
+  const file = path.join(o.workDir, "vae.safetensors");
+  const resume = loadCheckpoint(file);
+  if (resume?.extra.done) {
+    o.log(`vae: done (${resume.step} steps), using ${file}`);
+    return resume.ema;
+  }
+  const config = parseVAEConfig(SHAPES_CONFIGS.vae, "vae config");
+  const store = WeightStore.forTraining("vae", o.seed);
+  const vae = new AutoencoderKL(store, config);
+  const B = o.vaeBatch;
+  const image = G.input("image", [B, 3, S, S]);
+  const noise = G.input("noise", [B, config.latent_channels, S / vae.downscale, S / vae.downscale]);
+  const { mean, logvar } = vae.encode(image);
+  const z = G.add(mean, G.mul(G.exp(G.mul(logvar, 0.5)), noise));
+  const diff = G.sub(vae.decode(z), image);
+  const mse = G.reduceMean(G.mul(diff, diff));
+  const l1 = G.reduceMean(G.abs(diff));
+  const kl = G.reduceMean(G.mul(G.sub(G.add(G.mul(mean, mean), G.exp(logvar)), G.add(logvar, 1)), 0.5));
+  const loss = G.add(G.add(mse, G.mul(l1, 0.1)), G.mul(kl, 1e-5));
+  const state = await trainLoop({
+    phase: "vae",
+    loss,
+    metrics: { mse },
+    params: store.weightTensors(),
+    arrays: store.trainableArrays(),
+    steps: o.vaeSteps,
+    lr: 1e-3,
+    warmup: 200,
+    clipNorm: 1,
+    emaDecay: 0.998,
+    batch: (step) => {
+      const seeds = Array.from({ length: B }, (_, i) => TRAIN_SEED_BASE + ((step * B + i) % 5_000_000));
+      return { image: sceneBatch(seeds).images, noise: gaussianArray(noise.size, o.seed * 7919 + step) };
+    },
+    checkpointFile: file,
+    resume,
+    threads: o.threads,
+    log: o.log,
+  });
+  state.extra.done = true;
+  saveCheckpoint(file, state);
+  return state.ema;
+}
+
+/** Phase 2: the training scenes' latents (posterior means) and the latent scaling factor 1/std. */
+export async function encodeScenes(
+  o: ShapesTrainingOptions,
+  vaeWeights: Map<string, Float32Array>,
+): Promise<{ latents: Float32Array; prompts: string[]; scalingFactor: number }> {
+  const file = path.join(o.workDir, `latents-${o.scenes}.bin`);
+  const prompts = Array.from({ length: o.scenes }, (_, i) =>
+    scenePrompt(randomScene(TRAIN_SEED_BASE + i, { objects: "any" })),
+  );
+  const config = parseVAEConfig(SHAPES_CONFIGS.vae, "vae config");
+  const latentSize = config.latent_channels * (S / 4) * (S / 4);
+  if (fs.existsSync(file)) {
+    const buf = fs.readFileSync(file);
+    const latents = new Float32Array(buf.buffer, buf.byteOffset, buf.length / 4);
+    if (latents.length === o.scenes * latentSize) {
+      o.log(`latents: using ${file}`);
+      return { latents, prompts, scalingFactor: 1 / std(latents) };
+    }
+  }
+  const vae = new AutoencoderKL(WeightStore.forTraining("vae", o.seed, vaeWeights), config);
+  const B = 64;
+  const image = G.input("image", [B, 3, S, S]);
+  const session = await Session.create(G.compile({ mean: vae.encode(image).mean }, { name: "encode" }), {
+    threads: o.threads,
+  });
+  const latents = new Float32Array(o.scenes * latentSize);
+  const t0 = Date.now();
+  for (let start = 0; start < o.scenes; start += B) {
+    const seeds = Array.from({ length: B }, (_, i) => TRAIN_SEED_BASE + Math.min(start + i, o.scenes - 1));
+    const mean = float32Output(await session.run({ image: sceneBatch(seeds).images }), "mean");
+    latents.set(mean.subarray(0, Math.min(B, o.scenes - start) * latentSize), start * latentSize);
+    if ((start / B) % 50 === 0) o.log(`latents: ${start}/${o.scenes} (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+  }
+  await session.release();
+  fs.writeFileSync(`${file}.partial`, new Uint8Array(latents.buffer));
+  fs.renameSync(`${file}.partial`, file);
+  return { latents, prompts, scalingFactor: 1 / std(latents) };
+}
+
+function std(x: Float32Array): number {
+  let s = 0;
+  let s2 = 0;
+  for (const v of x) {
+    s += v;
+    s2 += v * v;
+  }
+  const mean = s / x.length;
+  return Math.sqrt(s2 / x.length - mean * mean);
+}
+
+/** Phase 3: text encoder and UNet, ε-prediction on scaled latents (Ho et al. 2020, Algorithm 1). */
+export async function trainUnet(
+  o: ShapesTrainingOptions,
+  data: { latents: Float32Array; prompts: string[]; scalingFactor: number },
+): Promise<{ text: Map<string, Float32Array>; unet: Map<string, Float32Array> }> {
+  const file = path.join(o.workDir, "unet.safetensors");
+  const resume = loadCheckpoint(file);
+  const textConfig = parseCLIPTextConfig(SHAPES_CONFIGS.text_encoder, "text config");
+  const unetConfig = parseUNetConfig(SHAPES_CONFIGS.unet, "unet config");
+  const split = (m: Map<string, Float32Array>) => ({
+    text: new Map([...m].filter(([k]) => k.startsWith("text_encoder/")).map(([k, v]) => [k.slice(13), v])),
+    unet: new Map([...m].filter(([k]) => k.startsWith("unet/")).map(([k, v]) => [k.slice(5), v])),
+  });
+  if (resume?.extra.done) {
+    o.log(`unet: done (${resume.step} steps), using ${file}`);
+    return split(resume.ema);
+  }
+  const textStore = WeightStore.forTraining("text_encoder", o.seed + 1);
+  const unetStore = WeightStore.forTraining("unet", o.seed + 2);
+  const text = new CLIPTextModel(textStore, textConfig);
+  const unet = new UNet2DConditionModel(unetStore, unetConfig);
+  const B = o.unetBatch;
+  const L = unetConfig.in_channels;
+  const hw = S / 4;
+  const latentSize = L * hw * hw;
+  const ids = G.input("input_ids", [B, textConfig.max_position_embeddings], "int64");
+  const z0 = G.input("latents", [B, L, hw, hw]);
+  const noise = G.input("noise", [B, L, hw, hw]);
+  const t = G.input("timestep", [B]);
+  const a = G.input("sqrt_alpha_bar", [B, 1, 1, 1]);
+  const b = G.input("sqrt_one_minus_alpha_bar", [B, 1, 1, 1]);
+  const zt = G.add(G.mul(a, z0), G.mul(b, noise));
+  const eps = unet.forward(zt, t, text.forward(ids));
+  const diff = G.sub(eps, noise);
+  const loss = G.reduceMean(G.mul(diff, diff));
+  // One key space for both models in the optimiser and the checkpoint.
+  const params = new Map<string, G.Tensor>();
+  const arrays = new Map<string, Float32Array>();
+  for (const [prefix, store] of [
+    ["text_encoder/", textStore],
+    ["unet/", unetStore],
+  ] as const) {
+    for (const [k, v] of store.weightTensors()) params.set(prefix + k, v);
+    for (const [k, v] of store.trainableArrays()) arrays.set(prefix + k, v);
+  }
+  const alphas = ddimAlphasCumprod(parseDDIMConfig(SHAPES_CONFIGS.scheduler));
+  const tokenCache = new Map<string, number[]>();
+  const tokens = (p: string) => {
+    let v = tokenCache.get(p);
+    if (!v) {
+      v = o.tokenizer.encode(p).ids;
+      tokenCache.set(p, v);
+    }
+    return v;
+  };
+  const empty = tokens("");
+  const count = data.prompts.length;
+  const state = await trainLoop({
+    phase: "unet",
+    loss,
+    params,
+    arrays,
+    steps: o.unetSteps,
+    lr: 1e-3,
+    warmup: 500,
+    clipNorm: 1,
+    emaDecay: 0.999,
+    batch: (step) => {
+      const rng = new Rng(o.seed * 104729 + step);
+      const latents = new Float32Array(B * latentSize);
+      const idData = new BigInt64Array(B * textConfig.max_position_embeddings);
+      const ts = new Float32Array(B);
+      const sa = new Float32Array(B);
+      const sb = new Float32Array(B);
+      for (let i = 0; i < B; i++) {
+        const k = rng.int(count);
+        const src = data.latents.subarray(k * latentSize, (k + 1) * latentSize);
+        for (let j = 0; j < latentSize; j++) latents[i * latentSize + j] = (src[j] as number) * data.scalingFactor;
+        // 10% of prompts dropped to "" so the model also learns the unconditional ε (classifier-free guidance)
+        const id = rng.next() < 0.1 ? empty : tokens(data.prompts[k] as string);
+        id.forEach((v, j) => {
+          idData[i * textConfig.max_position_embeddings + j] = BigInt(v);
+        });
+        const tt = rng.int(1000);
+        ts[i] = tt;
+        sa[i] = Math.sqrt(alphas[tt] as number);
+        sb[i] = Math.sqrt(1 - (alphas[tt] as number));
+      }
+      return {
+        input_ids: idData,
+        latents,
+        noise: gaussianArray(B * latentSize, o.seed * 31337 + step),
+        timestep: ts,
+        sqrt_alpha_bar: sa,
+        sqrt_one_minus_alpha_bar: sb,
+      };
+    },
+    checkpointFile: file,
+    resume,
+    threads: o.threads,
+    log: o.log,
+  });
+  state.extra.done = true;
+  saveCheckpoint(file, state);
+  return split(state.ema);
+}
+
+/** Writes the diffusers folder: configs, float16 weights, tokenizer. */
+export function exportShapesModel(
+  outDir: string,
+  tokenizerDir: string,
+  weights: { text: Map<string, Float32Array>; unet: Map<string, Float32Array>; vae: Map<string, Float32Array> },
+  scalingFactor: number,
+): void {
+  const write = (dir: string, name: string, json: unknown) => {
+    fs.mkdirSync(path.join(outDir, dir), { recursive: true });
+    const file = path.join(outDir, dir, name);
+    fs.writeFileSync(`${file}.partial`, `${JSON.stringify(json, null, 2)}\n`);
+    fs.renameSync(`${file}.partial`, file);
+  };
+  const tensors = (
+    m: Map<string, Float32Array>,
+    shapes: Map<string, readonly number[]>,
+  ): Record<string, SafetensorsTensor> => {
+    const out: Record<string, SafetensorsTensor> = {};
+    for (const [k, v] of m) out[k] = { dtype: "F16", shape: shapes.get(k) as number[], data: float32ArrayToHalf(v) };
+    return out;
+  };
+  const shapesOf = (store: WeightStore) => new Map([...store.weightTensors()].map(([k, t]) => [k, t.shape]));
+  const textStore = WeightStore.forTraining("t", 0, weights.text);
+  new CLIPTextModel(textStore, parseCLIPTextConfig(SHAPES_CONFIGS.text_encoder, "t"));
+  const unetStore = WeightStore.forTraining("u", 0, weights.unet);
+  new UNet2DConditionModel(unetStore, parseUNetConfig(SHAPES_CONFIGS.unet, "u"));
+  const vaeStore = WeightStore.forTraining("v", 0, weights.vae);
+  new AutoencoderKL(vaeStore, parseVAEConfig(SHAPES_CONFIGS.vae, "v"));
+
+  fs.mkdirSync(outDir, { recursive: true });
+  write("", "model_index.json", SHAPES_CONFIGS.model_index);
+  write("scheduler", "scheduler_config.json", SHAPES_CONFIGS.scheduler);
+  write("text_encoder", "config.json", SHAPES_CONFIGS.text_encoder);
+  write("unet", "config.json", SHAPES_CONFIGS.unet);
+  write("vae", "config.json", { ...SHAPES_CONFIGS.vae, scaling_factor: Number(scalingFactor.toPrecision(6)) });
+  writeSafetensors(path.join(outDir, "text_encoder", "model.safetensors"), tensors(weights.text, shapesOf(textStore)));
+  writeSafetensors(
+    path.join(outDir, "unet", "diffusion_pytorch_model.safetensors"),
+    tensors(weights.unet, shapesOf(unetStore)),
+  );
+  writeSafetensors(
+    path.join(outDir, "vae", "diffusion_pytorch_model.safetensors"),
+    tensors(weights.vae, shapesOf(vaeStore)),
+  );
+  if (path.resolve(tokenizerDir) !== path.resolve(outDir, "tokenizer")) {
+    fs.mkdirSync(path.join(outDir, "tokenizer"), { recursive: true });
+    for (const f of fs.readdirSync(tokenizerDir))
+      fs.copyFileSync(path.join(tokenizerDir, f), path.join(outDir, "tokenizer", f));
+  }
+}
