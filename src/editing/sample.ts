@@ -1,0 +1,76 @@
+/**
+ * The sampling loop of reconstruction, generation and Prompt-to-Prompt editing: DDIM (eta = 0)
+ * from z_T with classifier-free guidance, a null embedding per step (null-text inversion's ∅_t, or
+ * the empty prompt's), and optional attention control with local blending — as the official
+ * null-text notebook's `text2image_ldm_stable` with `uncond_embeddings` runs it.
+ */
+import { type DDIMSchedule, ddimStep } from "../schedulers/ddim.js";
+import type { Denoiser } from "./denoiser.js";
+import { type AttentionEdit, localBlend } from "./prompt_to_prompt.js";
+
+export interface SampleOptions {
+  denoiser: Denoiser;
+  schedule: DDIMSchedule;
+  /** z_T: one latent (shared by all prompts) or one per prompt. */
+  zT: Float32Array;
+  /** ∅_t per step, or one embedding for every step. */
+  nullEmbeddings: readonly Float32Array[] | Float32Array;
+  /** One embedding per prompt (the source first when editing). */
+  promptEmbeddings: readonly Float32Array[];
+  /** Per-step embedding of the first prompt, replacing promptEmbeddings[0] (textual-inversion ablation). */
+  sourceEmbeddings?: readonly Float32Array[];
+  guidance: number;
+  edit?: AttentionEdit;
+  onStep?: (step: number, total: number) => void;
+}
+
+/** Returns the N final latents z_0, stacked. */
+export async function sample(o: SampleOptions): Promise<Float32Array> {
+  const { denoiser, schedule } = o;
+  const N = denoiser.prompts;
+  const [c, h, w] = denoiser.latentShape;
+  const size = c * h * w;
+  if (o.promptEmbeddings.length !== N)
+    throw new Error(`sample: ${o.promptEmbeddings.length} prompt embeddings for a ${N}-prompt denoiser`);
+  if (o.zT.length !== size && o.zT.length !== N * size)
+    throw new Error(`sample: z_T has ${o.zT.length} values, expected ${size} or ${N * size}`);
+  const steps = schedule.timesteps.length;
+  if (Array.isArray(o.nullEmbeddings) && o.nullEmbeddings.length !== steps) {
+    throw new Error(`sample: ${o.nullEmbeddings.length} null embeddings for ${steps} steps`);
+  }
+  let latents: Float32Array = new Float32Array(N * size);
+  for (let n = 0; n < N; n++)
+    latents.set(o.zT.length === size ? o.zT : o.zT.subarray(n * size, (n + 1) * size), n * size);
+  const embedding = (o.promptEmbeddings[0] as Float32Array).length;
+  const context = new Float32Array(2 * N * embedding);
+  o.promptEmbeddings.forEach((e, n) => {
+    context.set(e, (N + n) * embedding);
+  });
+  const blend = o.edit?.blend;
+  const r = denoiser.blendResolution;
+  let accumulated: Float32Array | undefined;
+  for (let i = 0; i < steps; i++) {
+    const t = schedule.timesteps[i] as number;
+    const nullEmbedding = Array.isArray(o.nullEmbeddings)
+      ? (o.nullEmbeddings[i] as Float32Array)
+      : (o.nullEmbeddings as Float32Array);
+    for (let n = 0; n < N; n++) context.set(nullEmbedding, n * embedding);
+    if (o.sourceEmbeddings) context.set(o.sourceEmbeddings[i] as Float32Array, N * embedding);
+    const { eps, maps } = await denoiser.eps(
+      latents,
+      t,
+      context,
+      o.guidance,
+      o.edit ? { edit: o.edit, step: i } : undefined,
+    );
+    latents = ddimStep(schedule, eps, t, latents).prevSample;
+    if (blend && maps) {
+      // official AttentionStore: the maps are summed over steps (the mask is normalised by its maximum)
+      if (!accumulated) accumulated = new Float32Array(maps.length);
+      for (let k = 0; k < maps.length; k++) accumulated[k] = (accumulated[k] as number) + (maps[k] as number);
+      if (i >= blend.startStep) latents = localBlend(latents, [c, h, w], accumulated, r, blend);
+    }
+    o.onStep?.(i + 1, steps);
+  }
+  return latents;
+}

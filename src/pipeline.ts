@@ -1,0 +1,412 @@
+/**
+ * The null-text pipeline: invert a real image once (DDIM pivot + null-text optimisation, or a
+ * baseline), then reconstruct it or edit it with Prompt-to-Prompt as often as one likes. Sessions
+ * are compiled on first use per shape and reused.
+ */
+import { createHash } from "node:crypto";
+import { Denoiser } from "./editing/denoiser.js";
+import { buildAttentionEdit, type EditPrompt, type PromptToPromptOptions } from "./editing/prompt_to_prompt.js";
+import { sample } from "./editing/sample.js";
+import * as G from "./graph/index.js";
+import { fromTensor, type RgbImage, toTensor } from "./image/index.js";
+import { ddimInversion } from "./inversion/ddim_inversion.js";
+import type { Inversion, InversionMethod, InversionSettings } from "./inversion/file.js";
+import { GuidedStep } from "./inversion/guided_step.js";
+import { type NullTextProgress, type NullTextState, nullTextOptimization } from "./inversion/null_text.js";
+import { type LoadOptions, loadStableDiffusion, type StableDiffusion } from "./models/loader.js";
+import { float32Output, Session, type SessionOptions } from "./runtime/session.js";
+import { type DDIMSchedule, ddimSchedule } from "./schedulers/ddim.js";
+import { gaussianArray } from "./util/rng.js";
+
+export interface PipelineOptions extends LoadOptions, SessionOptions {}
+
+export interface InvertOptions extends Partial<InversionSettings> {
+  onProgress?: (p: {
+    phase: "encode" | "ddim" | "optimise";
+    step: number;
+    total: number;
+    loss?: number;
+    iterations?: number;
+  }) => void;
+  /** State to save after each optimised timestep, and to resume from. */
+  checkpoint?: {
+    load?: () => NullTextResume | null;
+    save?: (s: NullTextResume) => void;
+  };
+}
+
+/** What an interrupted inversion needs to resume. */
+export interface NullTextResume {
+  settings: InversionSettings;
+  prompt: string;
+  imageHash: string;
+  pivots: Float32Array[];
+  state: NullTextState;
+}
+
+export interface PhaseStats {
+  seconds: Record<string, number>;
+  unetEvals: number;
+  vjps: number;
+}
+
+export const DEFAULT_SETTINGS: InversionSettings = {
+  method: "nti",
+  steps: 50,
+  guidance: 7.5,
+  innerSteps: 10,
+  lr: 1e-2,
+  earlyStop: 1e-5,
+  earlyStopSlope: 2e-5,
+};
+
+export class NullTextPipeline {
+  private readonly sessions = new Map<string, Promise<unknown>>();
+  private readonly embeddingCache = new Map<string, Float32Array>();
+
+  private constructor(
+    readonly model: StableDiffusion,
+    private readonly options: PipelineOptions,
+  ) {}
+
+  static async load(source: string, options: PipelineOptions = {}): Promise<NullTextPipeline> {
+    return new NullTextPipeline(await loadStableDiffusion(source, options), options);
+  }
+
+  /** Image side in pixels the model works at (UNet sample size × VAE downscale; 512 for SD 1.x). */
+  get resolution(): number {
+    const sampleSize = this.model.unet.config.sample_size ?? 64;
+    return sampleSize * this.model.vae.downscale;
+  }
+
+  get latentShape(): [number, number, number] {
+    const s = this.resolution / this.model.vae.downscale;
+    return [this.model.unet.config.in_channels, s, s];
+  }
+
+  private get embeddingShape(): [number, number] {
+    return [this.model.textEncoder.config.max_position_embeddings, this.model.unet.crossAttentionDim];
+  }
+
+  private cached<T>(key: string, make: () => Promise<T>): Promise<T> {
+    let s = this.sessions.get(key) as Promise<T> | undefined;
+    if (!s) {
+      s = make();
+      this.sessions.set(key, s);
+    }
+    return s;
+  }
+
+  /** Token ids of a prompt; an error when it does not fit the text encoder (it is never silently cut). */
+  tokenize(prompt: string): number[] {
+    const enc = this.model.tokenizer.encode(prompt, {
+      maxLength: this.model.textEncoder.config.max_position_embeddings,
+    });
+    if (enc.truncated) {
+      throw new Error(
+        `prompt has ${enc.untruncatedLength - 2} tokens; the text encoder takes at most ${this.model.textEncoder.config.max_position_embeddings - 2}: "${prompt.slice(0, 60)}${prompt.length > 60 ? "…" : ""}"`,
+      );
+    }
+    return enc.ids;
+  }
+
+  /** Text embeddings [L·D] of each prompt (cached). */
+  async encodePrompts(prompts: readonly string[]): Promise<Float32Array[]> {
+    const missing = prompts.filter((p) => !this.embeddingCache.has(p));
+    const ids = missing.map((p) => this.tokenize(p));
+    for (const [k, p] of missing.entries()) {
+      const session = await this.cached("text_encoder", async () => {
+        const input = G.input("input_ids", [1, this.embeddingShape[0]], "int64");
+        return Session.create(
+          G.compile({ h: this.model.textEncoder.forward(input) }, { name: "text_encoder" }),
+          this.options,
+        );
+      });
+      const out = await session.run({ input_ids: BigInt64Array.from((ids[k] as number[]).map(BigInt)) });
+      this.embeddingCache.set(p, Float32Array.from(float32Output(out, "h")));
+    }
+    return prompts.map((p) => this.embeddingCache.get(p) as Float32Array);
+  }
+
+  private checkImage(img: RgbImage): void {
+    const r = this.resolution;
+    if (img.width !== r || img.height !== r) {
+      throw new Error(
+        `image is ${img.width}×${img.height}; this model works at ${r}×${r} (fit it first, e.g. fitToSquare(img, ${r}))`,
+      );
+    }
+  }
+
+  /** The image latent: VAE posterior mean × scaling factor (the null-text notebook's image2latent). */
+  async encodeImage(img: RgbImage): Promise<Float32Array> {
+    this.checkImage(img);
+    const r = this.resolution;
+    const session = await this.cached(`vae_encode_${r}`, async () => {
+      const image = G.input("image", [1, 3, r, r]);
+      const mean = G.mul(this.model.vae.encode(image).mean, this.model.vae.config.scaling_factor);
+      return Session.create(G.compile({ latent: mean }, { name: "vae_encoder" }), this.options);
+    });
+    return float32Output(await session.run({ image: toTensor(img) }), "latent");
+  }
+
+  /** Latents [N, C, h, w] (scaled) → images. */
+  async decodeLatents(latents: Float32Array): Promise<RgbImage[]> {
+    const [c, h, w] = this.latentShape;
+    const size = c * h * w;
+    const session = await this.cached(`vae_decode_${h}`, async () => {
+      const latent = G.input("latent", [1, c, h, w]);
+      const image = this.model.vae.decode(G.div(latent, this.model.vae.config.scaling_factor));
+      return Session.create(G.compile({ image }, { name: "vae_decoder" }), this.options);
+    });
+    const images: RgbImage[] = [];
+    for (let n = 0; n < latents.length / size; n++) {
+      const out = await session.run({ latent: latents.subarray(n * size, (n + 1) * size) });
+      images.push(fromTensor(float32Output(out, "image"), this.resolution, this.resolution));
+    }
+    return images;
+  }
+
+  private guidedStep(): Promise<GuidedStep> {
+    const [, h, w] = this.latentShape;
+    return this.cached(`guided_step_${h}`, () => GuidedStep.create(this.model, [h, w], this.options));
+  }
+
+  private denoiser(prompts: number, control: boolean): Promise<Denoiser> {
+    const [, h, w] = this.latentShape;
+    return this.cached(`denoiser_${prompts}_${control}_${h}`, () =>
+      Denoiser.create(this.model, prompts, [h, w], { ...this.options, attentionControl: control }),
+    );
+  }
+
+  schedule(steps: number): DDIMSchedule {
+    return ddimSchedule(this.model.scheduler, steps);
+  }
+
+  /**
+   * Inverts an image (at model resolution) for a prompt that describes it. Methods: "nti" null-text
+   * inversion (Mokady et al. 2023), "npi" negative-prompt inversion (Miyake et al. 2023: ∅_t := the
+   * prompt embedding, no optimisation), "ddim" plain DDIM inversion, and the paper's ablations
+   * "nti-global" (one ∅) and "nti-conditional" (the prompt embedding optimised instead).
+   */
+  async invert(
+    image: RgbImage,
+    prompt: string,
+    o: InvertOptions = {},
+  ): Promise<{ inversion: Inversion; stats: PhaseStats }> {
+    const settings: InversionSettings = { ...DEFAULT_SETTINGS, ...stripUndefined(o) } as InversionSettings;
+    validateSettings(settings);
+    this.checkImage(image);
+    const imageHash = createHash("sha256").update(image.data).digest("hex");
+    const stats: PhaseStats = { seconds: {}, unetEvals: 0, vjps: 0 };
+    const timed = async <T>(phase: string, f: () => Promise<T>): Promise<T> => {
+      const t0 = performance.now();
+      try {
+        return await f();
+      } finally {
+        stats.seconds[phase] = (stats.seconds[phase] ?? 0) + (performance.now() - t0) / 1000;
+      }
+    };
+    const [cond, uncond] = await timed("encode", async () => this.encodePrompts([prompt, ""]));
+    const schedule = this.schedule(settings.steps);
+    const step = await timed("compile", () => this.guidedStep());
+
+    const resume = o.checkpoint?.load?.() ?? null;
+    const resumable =
+      resume &&
+      resume.imageHash === imageHash &&
+      resume.prompt === prompt &&
+      JSON.stringify(resume.settings) === JSON.stringify(settings);
+    let pivots: Float32Array[];
+    if (resumable) {
+      pivots = resume.pivots;
+    } else {
+      const z0 = await timed("encode", () => this.encodeImage(image));
+      o.onProgress?.({ phase: "encode", step: 1, total: 1 });
+      pivots = await timed("ddim_inversion", () =>
+        ddimInversion(step, schedule, z0, cond as Float32Array, {
+          onStep: (s, total) => o.onProgress?.({ phase: "ddim", step: s, total }),
+        }),
+      );
+      stats.unetEvals += settings.steps;
+    }
+    const zT = pivots[settings.steps] as Float32Array;
+    let embeddings: Float32Array[] = [];
+    if (settings.method.startsWith("nti")) {
+      const mode =
+        settings.method === "nti-global"
+          ? "global"
+          : settings.method === "nti-conditional"
+            ? "conditional"
+            : "per-step";
+      const state = await timed("null_text", () =>
+        nullTextOptimization(
+          step,
+          schedule,
+          pivots,
+          cond as Float32Array,
+          uncond as Float32Array,
+          { ...settings, mode },
+          {
+            resume: resumable ? resume.state : undefined,
+            onProgress: (p: NullTextProgress) => o.onProgress?.({ phase: "optimise", ...p }),
+            onTimestep: (s) => o.checkpoint?.save?.({ settings, prompt, imageHash, pivots, state: s }),
+          },
+        ),
+      );
+      embeddings = state.embeddings;
+      stats.unetEvals += state.unetEvals;
+      stats.vjps += state.vjps;
+    }
+    const [c, h, w] = this.latentShape;
+    return {
+      inversion: {
+        prompt,
+        settings,
+        model: this.model.fingerprint,
+        imageHash,
+        width: image.width,
+        height: image.height,
+        latentShape: [c, h, w],
+        zT,
+        embeddings,
+        embeddingShape: this.embeddingShape,
+      },
+      stats,
+    };
+  }
+
+  /** The null embedding of each step, and the source prompt's per-step embedding where it is optimised. */
+  private async conditioning(
+    inv: Inversion,
+  ): Promise<{ nulls: Float32Array[] | Float32Array; source?: Float32Array[] }> {
+    const [cond, empty] = await this.encodePrompts([inv.prompt, ""]);
+    switch (inv.settings.method) {
+      case "nti":
+        return { nulls: inv.embeddings };
+      case "nti-global":
+        return { nulls: inv.embeddings[0] as Float32Array };
+      case "nti-conditional":
+        return { nulls: empty as Float32Array, source: inv.embeddings };
+      case "npi":
+        return { nulls: cond as Float32Array };
+      case "ddim":
+        return { nulls: empty as Float32Array };
+    }
+  }
+
+  private checkInversion(inv: Inversion): void {
+    if (inv.model !== this.model.fingerprint) {
+      throw new Error(
+        `this inversion was made with another model (${inv.model}); the loaded model is ${this.model.fingerprint}`,
+      );
+    }
+    const [c, h, w] = this.latentShape;
+    if (inv.latentShape.join() !== [c, h, w].join())
+      throw new Error(`inversion latent [${inv.latentShape}] ≠ model latent [${c}, ${h}, ${w}]`);
+  }
+
+  /** Reconstructs the inverted image (guidance as inverted unless given). */
+  async reconstruct(
+    inv: Inversion,
+    o: { guidance?: number; onStep?: (s: number, t: number) => void } = {},
+  ): Promise<RgbImage> {
+    this.checkInversion(inv);
+    const { nulls, source } = await this.conditioning(inv);
+    const [cond] = await this.encodePrompts([inv.prompt]);
+    const latents = await sample({
+      denoiser: await this.denoiser(1, false),
+      schedule: this.schedule(inv.settings.steps),
+      zT: inv.zT,
+      nullEmbeddings: nulls,
+      promptEmbeddings: [cond as Float32Array],
+      sourceEmbeddings: source,
+      guidance: o.guidance ?? inv.settings.guidance,
+      onStep: o.onStep,
+    });
+    return (await this.decodeLatents(latents))[0] as RgbImage;
+  }
+
+  /**
+   * Prompt-to-Prompt edits of an inversion: returns the source reconstruction and one image per
+   * edited prompt, sampled together so that the edits share the source's attention.
+   */
+  async edit(
+    inv: Inversion,
+    edits: readonly EditPrompt[],
+    o: PromptToPromptOptions & { guidance?: number; onStep?: (s: number, t: number) => void } = {},
+  ): Promise<RgbImage[]> {
+    this.checkInversion(inv);
+    for (const e of edits) this.tokenize(e.prompt);
+    const { nulls, source } = await this.conditioning(inv);
+    const prompts = [inv.prompt, ...edits.map((e) => e.prompt)];
+    const embeddings = await this.encodePrompts(prompts);
+    const steps = inv.settings.steps;
+    const edit = buildAttentionEdit(inv.prompt, edits, steps, this.model.tokenizer, o);
+    const latents = await sample({
+      denoiser: await this.denoiser(prompts.length, true),
+      schedule: this.schedule(steps),
+      zT: inv.zT,
+      nullEmbeddings: nulls,
+      promptEmbeddings: embeddings,
+      sourceEmbeddings: source,
+      guidance: o.guidance ?? inv.settings.guidance,
+      edit,
+      onStep: o.onStep,
+    });
+    return this.decodeLatents(latents);
+  }
+
+  /** Text-to-image from seeded noise (z_T ~ N(0, I)), for checking a model. */
+  async generate(
+    prompt: string,
+    o: {
+      seed?: number;
+      steps?: number;
+      guidance?: number;
+      negativePrompt?: string;
+      onStep?: (s: number, t: number) => void;
+    } = {},
+  ): Promise<RgbImage> {
+    const [cond, negative] = await this.encodePrompts([prompt, o.negativePrompt ?? ""]);
+    const [c, h, w] = this.latentShape;
+    const latents = await sample({
+      denoiser: await this.denoiser(1, false),
+      schedule: this.schedule(o.steps ?? 50),
+      zT: gaussianArray(c * h * w, o.seed ?? 0),
+      nullEmbeddings: negative as Float32Array,
+      promptEmbeddings: [cond as Float32Array],
+      guidance: o.guidance ?? 7.5,
+      onStep: o.onStep,
+    });
+    return (await this.decodeLatents(latents))[0] as RgbImage;
+  }
+
+  async release(): Promise<void> {
+    for (const s of this.sessions.values()) {
+      const session = (await s) as { release(): Promise<void> };
+      await session.release();
+    }
+    this.sessions.clear();
+  }
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(
+    Object.entries(o).filter(([k, v]) => v !== undefined && k !== "onProgress" && k !== "checkpoint"),
+  ) as Partial<T>;
+}
+
+const METHODS: InversionMethod[] = ["nti", "npi", "ddim", "nti-global", "nti-conditional"];
+
+export function validateSettings(s: InversionSettings): void {
+  const bad = (what: string, v: unknown, ok: string) =>
+    new Error(`invert: ${what} ${JSON.stringify(v)} is invalid (${ok})`);
+  if (!METHODS.includes(s.method)) throw bad("method", s.method, METHODS.join(", "));
+  if (!Number.isInteger(s.steps) || s.steps < 1 || s.steps > 1000) throw bad("steps", s.steps, "an integer in 1..1000");
+  if (!(s.guidance >= 0 && s.guidance <= 100)) throw bad("guidance", s.guidance, "a number in [0, 100]");
+  if (!Number.isInteger(s.innerSteps) || s.innerSteps < 1 || s.innerSteps > 1000)
+    throw bad("inner steps", s.innerSteps, "an integer in 1..1000");
+  if (!(s.lr > 0 && s.lr < 10)) throw bad("learning rate", s.lr, "a number in (0, 10)");
+  if (!(s.earlyStop >= 0) || !(s.earlyStopSlope >= 0))
+    throw bad("early stop", [s.earlyStop, s.earlyStopSlope], "non-negative numbers");
+}
