@@ -310,6 +310,14 @@ export class NullTextPipeline {
     inv: Inversion,
     o: { guidance?: number; onStep?: (s: number, t: number) => void } = {},
   ): Promise<RgbImage> {
+    return (await this.decodeLatents(await this.reconstructLatent(inv, o)))[0] as RgbImage;
+  }
+
+  /** The reconstructed latent z_0 (scaled), before decoding. */
+  async reconstructLatent(
+    inv: Inversion,
+    o: { guidance?: number; onStep?: (s: number, t: number) => void } = {},
+  ): Promise<Float32Array> {
     this.checkInversion(inv);
     const { nulls, source } = await this.conditioning(inv);
     const [cond] = await this.encodePrompts([inv.prompt]);
@@ -323,7 +331,7 @@ export class NullTextPipeline {
       guidance: o.guidance ?? inv.settings.guidance,
       onStep: o.onStep,
     });
-    return (await this.decodeLatents(latents))[0] as RgbImage;
+    return latents;
   }
 
   /**
@@ -335,6 +343,15 @@ export class NullTextPipeline {
     edits: readonly EditPrompt[],
     o: PromptToPromptOptions & { guidance?: number; onStep?: (s: number, t: number) => void } = {},
   ): Promise<RgbImage[]> {
+    return this.decodeLatents(await this.editLatents(inv, edits, o));
+  }
+
+  /** The latents [1 + E] of an edit (source first), before decoding. */
+  async editLatents(
+    inv: Inversion,
+    edits: readonly EditPrompt[],
+    o: PromptToPromptOptions & { guidance?: number; onStep?: (s: number, t: number) => void } = {},
+  ): Promise<Float32Array> {
     this.checkInversion(inv);
     for (const e of edits) this.tokenize(e.prompt);
     const { nulls, source } = await this.conditioning(inv);
@@ -353,7 +370,7 @@ export class NullTextPipeline {
       edit,
       onStep: o.onStep,
     });
-    return this.decodeLatents(latents);
+    return latents;
   }
 
   /** Text-to-image from seeded noise (z_T ~ N(0, I)), for checking a model. */
