@@ -18,9 +18,14 @@ import { float32Output, Session, type SessionOptions } from "./runtime/session.j
 import { type DDIMSchedule, ddimSchedule } from "./schedulers/ddim.js";
 import { gaussianArray } from "./util/rng.js";
 
-export interface PipelineOptions extends LoadOptions, SessionOptions {}
+export interface PipelineOptions extends LoadOptions, SessionOptions {
+  /** Image side in pixels (default: the model's, 512 for SD 1.x); a multiple of the latent grid. */
+  resolution?: number;
+}
 
 export interface InvertOptions extends Partial<InversionSettings> {
+  /** The DDIM trajectory z*_0..z*_T of this image and prompt, if already computed (see `ddimPivots`). */
+  pivots?: Float32Array[];
   onProgress?: (p: {
     phase: "encode" | "ddim" | "optimise";
     step: number;
@@ -70,11 +75,18 @@ export class NullTextPipeline {
   ) {}
 
   static async load(source: string, options: PipelineOptions = {}): Promise<NullTextPipeline> {
-    return new NullTextPipeline(await loadStableDiffusion(source, options), options);
+    const pipe = new NullTextPipeline(await loadStableDiffusion(source, options), options);
+    const grid = pipe.model.vae.downscale * pipe.model.unet.sizeMultiple;
+    const r = pipe.resolution;
+    if (!Number.isInteger(r) || r <= 0 || r % grid) {
+      throw new Error(`resolution ${r} must be a positive multiple of ${grid} for this model`);
+    }
+    return pipe;
   }
 
   /** Image side in pixels the model works at (UNet sample size × VAE downscale; 512 for SD 1.x). */
   get resolution(): number {
+    if (this.options.resolution) return this.options.resolution;
     const sampleSize = this.model.unet.config.sample_size ?? 64;
     return sampleSize * this.model.vae.downscale;
   }
@@ -166,6 +178,11 @@ export class NullTextPipeline {
     return images;
   }
 
+  /** FLOPs of one UNet forward and of the added gradient, in the inversion graph. */
+  async inversionCost(): Promise<{ forward: number; gradient: number }> {
+    return (await this.guidedStep()).flops;
+  }
+
   private guidedStep(): Promise<GuidedStep> {
     const [, h, w] = this.latentShape;
     return this.cached(`guided_step_${h}`, () => GuidedStep.create(this.model, [h, w], this.options));
@@ -219,6 +236,10 @@ export class NullTextPipeline {
     let pivots: Float32Array[];
     if (resumable) {
       pivots = resume.pivots;
+    } else if (o.pivots) {
+      if (o.pivots.length !== settings.steps + 1)
+        throw new Error(`invert: ${o.pivots.length} pivots given for ${settings.steps} steps`);
+      pivots = o.pivots;
     } else {
       const z0 = await timed("encode", () => this.encodeImage(image));
       o.onProgress?.({ phase: "encode", step: 1, total: 1 });
@@ -273,6 +294,13 @@ export class NullTextPipeline {
       },
       stats,
     };
+  }
+
+  /** The DDIM inversion trajectory [z*_0, ..., z*_T] (guidance 1), reusable across inversion methods. */
+  async ddimPivots(image: RgbImage, prompt: string, steps: number): Promise<Float32Array[]> {
+    const [cond] = await this.encodePrompts([prompt]);
+    const z0 = await this.encodeImage(image);
+    return ddimInversion(await this.guidedStep(), this.schedule(steps), z0, cond as Float32Array);
   }
 
   /** The null embedding of each step, and the source prompt's per-step embedding where it is optimised. */
@@ -409,7 +437,7 @@ export class NullTextPipeline {
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(
-    Object.entries(o).filter(([k, v]) => v !== undefined && k !== "onProgress" && k !== "checkpoint"),
+    Object.entries(o).filter(([k, v]) => v !== undefined && !["onProgress", "checkpoint", "pivots"].includes(k)),
   ) as Partial<T>;
 }
 

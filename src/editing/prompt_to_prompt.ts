@@ -25,10 +25,10 @@ export interface EditPrompt {
 }
 
 export interface LocalBlendOptions {
-  /** Words whose attention defines the edited region: per prompt, source first. */
-  words: string[][];
+  /** Words (or word positions) whose attention defines the edited region: per prompt, source first. */
+  words: (string | number)[][];
   /** Words whose region is excluded (optional), per prompt. */
-  subtractWords?: string[][];
+  subtractWords?: (string | number)[][];
   /** Mask thresholds [with pooling, without] (official th). */
   threshold?: [number, number];
   /** Fraction of the steps before blending starts (official start_blend). */
@@ -135,7 +135,7 @@ export function buildAttentionEdit(
   if (o.localBlend) {
     const prompts = [source, ...edits.map((e) => e.prompt)];
     const lb = o.localBlend;
-    const tokenMask = (words: string[][], what: string) => {
+    const tokenMask = (words: (string | number)[][], what: string) => {
       if (words.length !== prompts.length)
         throw new Error(`local blend ${what}: give one word list per prompt (${prompts.length})`);
       const out = new Float32Array(prompts.length * K);

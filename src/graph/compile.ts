@@ -5,6 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { type AnyTypedArray, DTYPES, type DType } from "./dtype.js";
 import type { Emit } from "./emit.js";
@@ -32,9 +33,9 @@ export interface CompileOptions {
   /** Graph inputs in feed order (default: every input leaf reached, in order of first use). */
   inputs?: readonly Tensor[];
   /**
-   * Folder for the model file and its external weight data. Required when the frozen weights
-   * exceed `inlineLimitBytes`; weights read from a file in the right dtype are referenced there,
-   * not copied.
+   * Folder for the model file and its external weight data, used when the frozen weights exceed
+   * `inlineLimitBytes` (default: a folder under the OS temp dir). Weights read from a file in the
+   * right dtype are referenced there through a link, not copied.
    */
   externalDir?: string;
   /** Frozen weights up to this many bytes in total stay inside the protobuf (default 1 GiB). */

@@ -1,0 +1,83 @@
+/**
+ * bench:invert — a full null-text inversion (50 DDIM steps, N = 10, guidance 7.5) with the full
+ * SD 1.5 configuration (random weights) at 256×256 (32×32 latents; --size 512 for 64×64): wall time
+ * per phase, UNet evaluations and VJPs, GFLOP/s, peak RSS, and what the reference implementation's
+ * measured per-call costs on this machine (bench:unet's PyTorch figures) sum to for the same calls.
+ * Usage: npm run bench:invert [-- --size 256|512] [-- --json]
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { makeRandomSD15 } from "../scripts/make-random-sd15.js";
+import { NullTextPipeline } from "../src/pipeline.js";
+import { argValue, printTable, wantsJson } from "./common.js";
+
+const MODEL = path.resolve(import.meta.dirname, "..", ".cache", "sd15-random");
+/** PyTorch 1.13 per call on this machine (seconds): forward, and forward + VJP to the context. */
+const TORCH = { 256: { forward: 5.5, vjp: 11.7 }, 512: { forward: 23.2, vjp: 50.1 } } as const;
+
+const size = Number(argValue("--size") ?? 256) as 256 | 512;
+if (!(size in TORCH)) throw new Error("--size must be 256 or 512");
+if (!fs.existsSync(path.join(MODEL, "unet", "diffusion_pytorch_model.safetensors"))) makeRandomSD15(MODEL);
+
+const t0 = performance.now();
+const pipe = await NullTextPipeline.load(MODEL, { resolution: size });
+const cost = await pipe.inversionCost();
+const setup = (performance.now() - t0) / 1000;
+const image = { width: size, height: size, data: new Uint8Array(size * size * 3) };
+for (let y = 0; y < size; y++)
+  for (let x = 0; x < size; x++)
+    for (let c = 0; c < 3; c++)
+      image.data[(y * size + x) * 3 + c] = Math.round(127.5 + 100 * Math.sin((x + 2 * y) / (17 + 5 * c)));
+
+let last = performance.now();
+const log = (line: string) => {
+  if (!wantsJson()) process.stderr.write(`${line}\n`);
+};
+const { inversion, stats } = await pipe.invert(image, "a photo of a cat", {
+  onProgress: (e) => {
+    if (e.phase !== "optimise") return;
+    const now = performance.now();
+    log(
+      `step ${e.step}/${e.total}: loss ${e.loss?.toExponential(3)} after ${e.iterations} iterations (${((now - last) / 1000).toFixed(1)} s)`,
+    );
+    last = now;
+  },
+});
+const forwards = stats.unetEvals - stats.vjps;
+const total = Object.values(stats.seconds).reduce((a, b) => a + b, 0);
+const flops = forwards * cost.forward + stats.vjps * (cost.forward + cost.gradient);
+const torchSeconds = forwards * TORCH[size].forward + stats.vjps * TORCH[size].vjp;
+const result = {
+  name: `nti ${size}x${size}`,
+  seconds: total,
+  seconds_per_phase: stats.seconds,
+  setup_seconds: setup,
+  unet_evals: stats.unetEvals,
+  vjps: stats.vjps,
+  gflop: flops / 1e9,
+  gflops: flops / 1e9 / total,
+  peak_rss_gb: process.resourceUsage().maxRSS / 2 ** 20,
+  torch_estimate_seconds: torchSeconds,
+  raw_gflops: flops / 1e9 / torchSeconds,
+  ratio: torchSeconds / total,
+  embeddings: inversion.embeddings.length,
+};
+if (wantsJson()) console.log(JSON.stringify(result));
+else {
+  console.log(`\nbench:invert — SD 1.5 configuration, random weights, ${size}×${size}, 50 steps, N = 10\n`);
+  printTable([
+    {
+      run: result.name,
+      "total s": total.toFixed(1),
+      "DDIM inv s": (stats.seconds.ddim_inversion ?? 0).toFixed(1),
+      "null-text s": (stats.seconds.null_text ?? 0).toFixed(1),
+      "UNet evals": stats.unetEvals,
+      VJPs: stats.vjps,
+      "GFLOP/s": result.gflops.toFixed(0),
+      "peak RSS GB": result.peak_rss_gb.toFixed(2),
+      "PyTorch est. s": torchSeconds.toFixed(0),
+      speedup: `${result.ratio.toFixed(2)}×`,
+    },
+  ]);
+}
+await pipe.release();

@@ -1,0 +1,129 @@
+/**
+ * bench:unet — the full SD 1.5 UNet (random weights from scripts/make-random-sd15.ts) on ONNX
+ * Runtime: forward at 64×64 and 32×32 latents, and forward + gradient with respect to the context
+ * (the VJP null-text inversion needs), each in its own process so its peak RSS is its own.
+ * Prints FLOPs, seconds (median), GFLOP/s and peak RSS next to the reference implementation's
+ * measured times on this machine (PyTorch 1.13, oneDNN, 2 threads; from the project's issue).
+ * Usage: npm run bench:unet [-- --json] [-- --runs N] [-- --rows fwd64,grad64]
+ */
+import { spawnSync } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { makeRandomSD15 } from "../scripts/make-random-sd15.js";
+import * as G from "../src/graph/index.js";
+import { loadStableDiffusion } from "../src/models/loader.js";
+import { Session } from "../src/runtime/session.js";
+import { argValue, median, printTable, randomArray, wantsJson } from "./common.js";
+
+const MODEL = path.resolve(import.meta.dirname, "..", ".cache", "sd15-random");
+const ROWS = {
+  fwd64: { latent: 64, grad: false, torchSeconds: 23.2, torchRss: 4.8 },
+  fwd32: { latent: 32, grad: false, torchSeconds: 5.5, torchRss: undefined },
+  grad64: { latent: 64, grad: true, torchSeconds: 50.1, torchRss: 8.8 },
+  grad32: { latent: 32, grad: true, torchSeconds: 11.7, torchRss: undefined },
+} as const;
+type RowName = keyof typeof ROWS;
+
+interface RowResult {
+  name: string;
+  gflop: number;
+  seconds: number;
+  gflops: number;
+  peak_rss_gb: number;
+  compile_seconds: number;
+  raw_gflops: number;
+  ratio: number;
+  torch_seconds: number;
+}
+
+async function runRow(name: RowName, runs: number): Promise<RowResult> {
+  const row = ROWS[name];
+  const t0 = performance.now();
+  const model = await loadStableDiffusion(MODEL);
+  const s = row.latent;
+  const sample = G.input("sample", [1, 4, s, s]);
+  const timestep = G.input("timestep", [1]);
+  const context = G.input("context", [1, 77, 768]);
+  const out = model.unet.forward(sample, timestep, context);
+  const outputs: Record<string, G.Tensor> = { out };
+  if (row.grad) {
+    const cotangent = G.input("cotangent", [1, 4, s, s]);
+    outputs.vjp = G.vjp([out], [cotangent], [context])[0] as G.Tensor;
+  }
+  const compiled = G.compile(outputs, { name: `unet_${name}` });
+  const session = await Session.create(compiled);
+  const compileSeconds = (performance.now() - t0) / 1000;
+  const feeds: Record<string, Float32Array> = {
+    sample: randomArray(4 * s * s, 1),
+    timestep: Float32Array.of(500),
+    context: randomArray(77 * 768, 2),
+  };
+  if (row.grad) feeds.cotangent = randomArray(4 * s * s, 3);
+  await session.run(feeds); // warm-up
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t = performance.now();
+    await session.run(feeds);
+    times.push((performance.now() - t) / 1000);
+  }
+  const seconds = median(times);
+  const gflop = compiled.flops / 1e9;
+  return {
+    name,
+    gflop,
+    seconds,
+    gflops: gflop / seconds,
+    peak_rss_gb: process.resourceUsage().maxRSS / 2 ** 20,
+    compile_seconds: compileSeconds,
+    raw_gflops: gflop / row.torchSeconds,
+    ratio: row.torchSeconds / seconds,
+    torch_seconds: row.torchSeconds,
+  };
+}
+
+const single = argValue("--row") as RowName | undefined;
+const runs = Number(argValue("--runs") ?? 3);
+if (single) {
+  console.log(JSON.stringify(await runRow(single, runs)));
+} else {
+  if (!fs.existsSync(path.join(MODEL, "unet", "diffusion_pytorch_model.safetensors"))) {
+    console.error(`bench:unet: generating random SD 1.5 weights in ${MODEL} (once)`);
+    makeRandomSD15(MODEL);
+  }
+  const names = (argValue("--rows")?.split(",") ?? Object.keys(ROWS)) as RowName[];
+  const results: RowResult[] = [];
+  for (const name of names) {
+    if (!(name in ROWS)) throw new Error(`unknown row ${name} (rows: ${Object.keys(ROWS).join(", ")})`);
+    const child = spawnSync(
+      process.execPath,
+      [...process.execArgv, import.meta.filename, "--row", name, "--runs", String(runs)],
+      {
+        encoding: "utf8",
+        env: { ...process.env, MALLOC_MMAP_THRESHOLD_: "33554432", MALLOC_TRIM_THRESHOLD_: "17179869184" },
+        maxBuffer: 1 << 24,
+      },
+    );
+    const line = child.stdout.trim().split("\n").pop() ?? "";
+    if (child.status !== 0 || !line.startsWith("{")) throw new Error(`bench:unet row ${name} failed:\n${child.stderr}`);
+    const r = JSON.parse(line) as RowResult;
+    results.push(r);
+    if (wantsJson()) console.log(JSON.stringify(r));
+  }
+  if (!wantsJson()) {
+    console.log(
+      `bench:unet — SD 1.5 UNet, random weights, ${runs} timed runs after 1 warm-up (median), one process per row\n`,
+    );
+    printTable(
+      results.map((r) => ({
+        row: r.name,
+        GFLOP: r.gflop.toFixed(0),
+        seconds: r.seconds.toFixed(2),
+        "GFLOP/s": r.gflops.toFixed(0),
+        "peak RSS GB": r.peak_rss_gb.toFixed(2),
+        "setup s": r.compile_seconds.toFixed(1),
+        "PyTorch s": r.torch_seconds.toFixed(1),
+        speedup: `${r.ratio.toFixed(2)}×`,
+      })),
+    );
+  }
+}

@@ -1,0 +1,172 @@
+/**
+ * Quality of the built-in model, measured against ground truth that only procedural scenes give:
+ * VAE reconstruction, text-to-image correctness read by the scene checker, the reconstruction
+ * comparison of the paper, and word-swap edits (colour, shape) scored against the true edited render,
+ * for DDIM inversion, negative-prompt inversion and null-text inversion side by side.
+ */
+import { maskedPsnr, psnr, type RgbImage } from "../image/index.js";
+import type { InversionMethod } from "../inversion/file.js";
+import type { NullTextPipeline } from "../pipeline.js";
+import {
+  COLORS,
+  checkPrompt,
+  editedWord,
+  editPrompt,
+  editRegion,
+  editScene,
+  parsePrompt,
+  randomScene,
+  renderScene,
+  type SceneEdit,
+  SHAPES,
+  scenePrompt,
+} from "../scenes/index.js";
+import { Rng } from "../util/rng.js";
+import { type ReconRow, reconstructionComparison } from "./recon.js";
+
+export interface ShapesEvalOptions {
+  /** Scene seeds (disjoint from training's, which start at 1 000 000). */
+  seeds: number[];
+  t2iPrompts?: number;
+  reconScenes?: number;
+  editScenes?: number;
+  steps?: number;
+  log?: (line: string) => void;
+}
+
+export interface EditScores {
+  success: number;
+  psnr_outside: number;
+  psnr_gt: number;
+}
+
+export interface ShapesEvalResult {
+  vae_psnr: number;
+  t2i_accuracy: number;
+  recon: Record<string, number>;
+  recon_rows: ReconRow[];
+  edit: Record<"ddim" | "npi" | "nti", EditScores & { color: EditScores; shape: EditScores }>;
+  seeds: [number, number];
+  seconds: number;
+}
+
+export async function evaluateShapes(pipe: NullTextPipeline, o: ShapesEvalOptions): Promise<ShapesEvalResult> {
+  const t0 = performance.now();
+  const log = o.log ?? (() => {});
+  const size = pipe.resolution;
+  const steps = o.steps ?? 50;
+  const seed = (i: number) => o.seeds[i % o.seeds.length] as number;
+  const count = (n: number | undefined, d: number) => Math.min(n ?? d, o.seeds.length);
+
+  // 1. VAE reconstruction
+  const vaeScenes = count(undefined, 200);
+  let vae = 0;
+  for (let i = 0; i < vaeScenes; i++) {
+    const img = renderScene(randomScene(seed(i), { objects: "any" }), size);
+    const [rec] = await pipe.decodeLatents(await pipe.encodeImage(img));
+    vae += psnr(img, rec as RgbImage);
+  }
+  log(`vae: ${(vae / vaeScenes).toFixed(2)} dB over ${vaeScenes} scenes`);
+
+  // 2. text-to-image, one-object prompts at guidance 7.5
+  const t2i = count(o.t2iPrompts, 200);
+  let right = 0;
+  for (let i = 0; i < t2i; i++) {
+    const prompt = scenePrompt(randomScene(seed(i), { objects: 1 }));
+    const img = await pipe.generate(prompt, { seed: seed(i), steps, guidance: 7.5 });
+    const want = parsePrompt(prompt);
+    const read = checkPrompt(img, { objects: want.objects.map((ob) => ({ color: ob.color, shape: ob.shape })) });
+    if (read.objects[0]?.color && read.objects[0]?.shape) right++;
+  }
+  log(`t2i: ${right}/${t2i} right`);
+
+  // 3. reconstruction comparison
+  const reconN = count(o.reconScenes, 50);
+  const items = Array.from({ length: reconN }, (_, i) => {
+    const scene = randomScene(seed(i), { objects: "any" });
+    return { image: renderScene(scene, size), prompt: scenePrompt(scene) };
+  });
+  const reconRows = await reconstructionComparison(pipe, items, {
+    steps,
+    methods: ["ddim_w1", "ddim_w7_5", "npi", "nti"],
+    onItem: (i, n) => log(`recon: ${i}/${n}`),
+  });
+  const recon = Object.fromEntries(reconRows.map((r) => [r.method, r.psnr]));
+
+  // 4. word-swap edits
+  const editN = count(o.editScenes, 50);
+  const methods: ["ddim" | "npi" | "nti", InversionMethod][] = [
+    ["ddim", "ddim"],
+    ["npi", "npi"],
+    ["nti", "nti"],
+  ];
+  const zero = (): EditScores => ({ success: 0, psnr_outside: 0, psnr_gt: 0 });
+  const sums = Object.fromEntries(methods.map(([m]) => [m, { color: zero(), shape: zero() }])) as Record<
+    string,
+    Record<"color" | "shape", EditScores>
+  >;
+  for (let i = 0; i < editN; i++) {
+    const scene = randomScene(seed(i), { objects: "any" });
+    const image = renderScene(scene, size);
+    const prompt = scenePrompt(scene);
+    const pivots = await pipe.ddimPivots(image, prompt, steps);
+    const rng = new Rng(seed(i) ^ 0x5bd1e995);
+    const k = rng.int(scene.objects.length);
+    const object = scene.objects[k] as NonNullable<(typeof scene.objects)[number]>;
+    const edits: SceneEdit[] = [
+      { kind: "color", objectIndex: k, to: rng.pick(COLORS.filter((c) => c !== object.color)) },
+      { kind: "shape", objectIndex: k, to: rng.pick(SHAPES.filter((s) => s !== object.shape)) },
+    ];
+    for (const [name, method] of methods) {
+      const { inversion } = await pipe.invert(image, prompt, { method, steps, pivots });
+      for (const edit of edits) {
+        const target = editPrompt(scene, edit);
+        const word = editedWord(scene, edit);
+        // local blend on the edited object's words: its colour and shape, by position in the prompt
+        const objectWords = [word.index, edit.kind === "color" ? word.index + 1 : word.index - 1];
+        const [, result] = await pipe.edit(inversion, [{ prompt: target, mode: "replace" }], {
+          localBlend: { words: [objectWords, objectWords] },
+        });
+        const truth = editScene(scene, edit);
+        const outside = editRegion(scene, edit, size, 2).map((v) => 1 - v);
+        const check = checkPrompt(result as RgbImage, truth);
+        const s = (sums[name] as Record<"color" | "shape", EditScores>)[edit.kind as "color" | "shape"];
+        const obj = check.objects[k];
+        s.success += (edit.kind === "color" ? obj?.color : obj?.shape) && obj?.found ? 1 : 0;
+        s.psnr_outside += maskedPsnr(result as RgbImage, image, { width: size, height: size, data: outside });
+        s.psnr_gt += psnr(result as RgbImage, renderScene(truth, size));
+      }
+    }
+    log(`edits: ${i + 1}/${editN}`);
+  }
+  const avg = (e: EditScores): EditScores => ({
+    success: e.success / editN,
+    psnr_outside: e.psnr_outside / editN,
+    psnr_gt: e.psnr_gt / editN,
+  });
+  const edit = Object.fromEntries(
+    methods.map(([m]) => {
+      const c = avg((sums[m] as Record<"color" | "shape", EditScores>).color);
+      const sh = avg((sums[m] as Record<"color" | "shape", EditScores>).shape);
+      return [
+        m,
+        {
+          success: (c.success + sh.success) / 2,
+          psnr_outside: (c.psnr_outside + sh.psnr_outside) / 2,
+          psnr_gt: (c.psnr_gt + sh.psnr_gt) / 2,
+          color: c,
+          shape: sh,
+        },
+      ];
+    }),
+  ) as ShapesEvalResult["edit"];
+  return {
+    vae_psnr: vae / vaeScenes,
+    t2i_accuracy: right / t2i,
+    recon,
+    recon_rows: reconRows,
+    edit,
+    seeds: [Math.min(...o.seeds), Math.max(...o.seeds)],
+    seconds: (performance.now() - t0) / 1000,
+  };
+}
