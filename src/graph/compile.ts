@@ -151,14 +151,11 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
     frozenBytes += src.kind === "file" ? (src.byteLength as number) : (src.data as AnyTypedArray).byteLength;
   }
   const external = frozenBytes > (options.inlineLimitBytes ?? 2 ** 30);
-  if (external && !options.externalDir) {
-    throw new Error(
-      `compile: ${(frozenBytes / 2 ** 20).toFixed(0)} MB of weights need external data; pass externalDir`,
-    );
-  }
-  const externalWriter = external
-    ? new ExternalData(options.externalDir as string, options.name ?? "graph")
-    : undefined;
+  // Weights in float32 files are referenced in place; the folder holds the model and any converted weights.
+  const externalDir =
+    options.externalDir ??
+    path.join(process.env.NULLTEXT_CACHE ?? path.join(os.tmpdir(), "nulltext-onnx"), `${process.pid}`);
+  const externalWriter = external ? new ExternalData(externalDir, options.name ?? "graph") : undefined;
   for (const t of frozen) {
     const leaf = t.leaf as Extract<NonNullable<Tensor["leaf"]>, { kind: "weight" }>;
     const src = leaf.source;
@@ -336,15 +333,17 @@ function readRange(file: string, offset: number, length: number): Uint8Array {
 }
 
 /**
- * Weights outside the protobuf. Those already in a file with the right bytes (a float32
- * safetensors checkpoint) are referenced in place through a link in the model folder; the rest
- * are written once to `<name>.weights`, page-aligned so ORT can map them.
+ * Weights outside the protobuf. Those already in a file with the right bytes (a float32 or float16
+ * safetensors checkpoint) are referenced in place through a hard link in the model folder (ONNX
+ * Runtime refuses external data outside the model's folder, symlinks included); across
+ * filesystems, where a link is impossible, their bytes are copied once. The rest are written to
+ * `<name>.weights`, page-aligned so ORT can map them.
  */
 class ExternalData {
   private readonly dataFile: string;
   private fd: number | undefined;
   private offset = 0;
-  private readonly links = new Map<string, string>();
+  private readonly links = new Map<string, string | null>();
 
   constructor(
     private readonly dir: string,
@@ -360,17 +359,30 @@ class ExternalData {
     if (src.kind === "file") {
       const real = fs.realpathSync(src.path);
       let link = this.links.get(real);
-      if (!link) {
+      if (link === undefined) {
         link = `${this.name}.source${this.links.size}${path.extname(real)}`;
         const at = path.join(this.dir, link);
         fs.rmSync(at, { force: true });
-        fs.symlinkSync(real, at);
+        try {
+          fs.linkSync(real, at);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code !== "EXDEV" && code !== "EPERM" && code !== "EMLINK") throw err;
+          process.stderr.write(
+            `nulltext: ${real} is on another filesystem than ${this.dir}; copying its weights (set NULLTEXT_CACHE to a folder on the same filesystem to avoid this)\n`,
+          );
+          link = null;
+        }
         this.links.set(real, link);
       }
-      return { location: link, offset: src.offset, length: src.byteLength };
+      if (link !== null) return { location: link, offset: src.offset, length: src.byteLength };
+      return this.append(readRange(real, src.offset, src.byteLength));
     }
+    return this.append(bytesOf(src.data));
+  }
+
+  private append(bytes: Uint8Array) {
     if (this.fd === undefined) this.fd = fs.openSync(path.join(this.dir, `${this.dataFile}.partial`), "w");
-    const bytes = bytesOf(src.data);
     const at = this.offset;
     fs.writeSync(this.fd, bytes, 0, bytes.length, at);
     this.offset = Math.ceil((at + bytes.length) / 4096) * 4096;

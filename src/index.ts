@@ -1,0 +1,40 @@
+/**
+ * nulltext: null-text inversion and Prompt-to-Prompt editing of real images with Stable Diffusion,
+ * on ONNX Runtime, with reverse-mode gradients compiled into the same ONNX graphs.
+ */
+
+export { Denoiser } from "./editing/denoiser.js";
+export {
+  buildAttentionEdit,
+  type EditPrompt,
+  localBlend,
+  type PromptToPromptOptions,
+} from "./editing/prompt_to_prompt.js";
+export { sample } from "./editing/sample.js";
+export { refinementMapper, replacementMapper } from "./editing/seq_aligner.js";
+export * as graph from "./graph/index.js";
+export * from "./image/index.js";
+export { ddimInversion } from "./inversion/ddim_inversion.js";
+export { type Inversion, type InversionMethod, readInversion, writeInversion } from "./inversion/file.js";
+export { GuidedStep } from "./inversion/guided_step.js";
+export { type NullTextOptions, nullTextOptimization } from "./inversion/null_text.js";
+export { CLIPTextModel } from "./models/clip_text.js";
+export { ClipTokenizer } from "./models/clip_tokenizer.js";
+export { type LoadOptions, loadStableDiffusion, type StableDiffusion } from "./models/loader.js";
+export { SafetensorsFile, writeSafetensors } from "./models/safetensors.js";
+export { type AttentionHook, type AttentionSite, UNet2DConditionModel } from "./models/unet.js";
+export { AutoencoderKL } from "./models/vae.js";
+export { WeightStore } from "./models/weights.js";
+export { Adam } from "./optim/adam.js";
+export { type InvertOptions, NullTextPipeline, type PipelineOptions } from "./pipeline.js";
+export { availableExecutionProviders, type HostTensor, Session, type SessionOptions } from "./runtime/session.js";
+export {
+  type DDIMConfig,
+  type DDIMSchedule,
+  ddimInvertStep,
+  ddimSchedule,
+  ddimStep,
+  ddimStepCoefficients,
+  ddimTimesteps,
+  parseDDIMConfig,
+} from "./schedulers/ddim.js";
