@@ -2,6 +2,8 @@
  * Composite layers built from primitive ops: their gradients follow from the primitives' rules.
  * Formulas follow PyTorch's definitions (torch.nn.functional), which diffusers and transformers call.
  */
+
+import { attentionCore } from "./ops/attention.js";
 import { add, div, erf, mul, sigmoid, sqrt, sub, tanh } from "./ops/elementwise.js";
 import { matmul } from "./ops/linalg.js";
 import { reduceMean, softmax } from "./ops/reduce.js";
@@ -63,6 +65,11 @@ export interface AttentionOptions {
    * place where attention can be observed or controlled (Prompt-to-Prompt).
    */
   probsHook?: (probs: Tensor) => Tensor;
+  /**
+   * Recompute the probabilities in the backward pass instead of keeping them (see AttentionCore).
+   * "auto" (default) does so when they take 64 MB or more; a probsHook always keeps them.
+   */
+  recompute?: boolean | "auto";
 }
 
 /**
@@ -78,10 +85,17 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions):
   // The scale is applied to q (Nq·d values) rather than to the scores (Nq·Nk values).
   const qh = mul(heads(q, nq), o.scale ?? 1 / Math.sqrt(d));
   const kt = transpose(reshape(k, [b, nk, o.heads, d]), [0, 2, 3, 1]);
-  let scores = matmul(qh, kt); // [B, H, Nq, Nk]
-  if (o.mask) scores = add(scores, o.mask);
-  let probs = softmax(scores, -1);
-  if (o.probsHook) probs = o.probsHook(probs);
-  const out = matmul(probs, heads(v, nk)); // [B, H, Nq, d]
+  const vh = heads(v, nk);
+  const big = b * o.heads * nq * nk * 4 >= 64 * 2 ** 20;
+  let out: Tensor; // [B, H, Nq, d]
+  if (!o.probsHook && (o.recompute === true || (o.recompute !== false && big))) {
+    out = attentionCore(qh, kt, vh, o.mask);
+  } else {
+    let scores = matmul(qh, kt); // [B, H, Nq, Nk]
+    if (o.mask) scores = add(scores, o.mask);
+    let probs = softmax(scores, -1);
+    if (o.probsHook) probs = o.probsHook(probs);
+    out = matmul(probs, vh);
+  }
   return reshape(transpose(out, [0, 2, 1, 3]), [b, nq, c]);
 }

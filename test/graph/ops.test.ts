@@ -546,6 +546,30 @@ const cases: OpCase[] = [
     reference: ([q, k, v]) => attentionRef(q!, k!, v!, 2),
   },
   {
+    name: "attention with the probabilities recomputed in the backward (AttentionCore)",
+    dtype: "float64",
+    inputs: [sh(2, 3, 4), sh(2, 5, 4), sh(2, 5, 4)],
+    build: ([q, k, v]) => G.attention(q!, k!, v!, { heads: 2, recompute: true }),
+    reference: ([q, k, v]) => attentionRef(q!, k!, v!, 2),
+  },
+  {
+    name: "AttentionCore with a causal mask",
+    dtype: "float64",
+    inputs: [sh(1, 4, 4), sh(1, 4, 4), sh(1, 4, 4)],
+    build: ([q, k, v]) => {
+      const mask = Float64Array.from({ length: 16 }, (_, i) =>
+        i % 4 > Math.floor(i / 4) ? Number.NEGATIVE_INFINITY : 0,
+      );
+      return G.attention(q!, k!, v!, { heads: 2, mask: G.constant(mask, [4, 4]), recompute: true });
+    },
+    reference: ([q, k, v]) => {
+      const mask = Float64Array.from({ length: 16 }, (_, i) =>
+        i % 4 > Math.floor(i / 4) ? Number.NEGATIVE_INFINITY : 0,
+      );
+      return attentionRef(q!, k!, v!, 2, { shape: [4, 4], data: mask });
+    },
+  },
+  {
     name: "attention, causal mask with −∞",
     dtype: "float64",
     inputs: [sh(1, 4, 4), sh(1, 4, 4), sh(1, 4, 4)],
