@@ -369,7 +369,11 @@ export class NullTextPipeline {
   async edit(
     inv: Inversion,
     edits: readonly EditPrompt[],
-    o: PromptToPromptOptions & { guidance?: number; onStep?: (s: number, t: number) => void } = {},
+    o: PromptToPromptOptions & {
+      guidance?: number;
+      onStep?: (s: number, t: number) => void;
+      onBlendMasks?: (masks: Uint8Array[]) => void;
+    } = {},
   ): Promise<RgbImage[]> {
     return this.decodeLatents(await this.editLatents(inv, edits, o));
   }
@@ -378,7 +382,11 @@ export class NullTextPipeline {
   async editLatents(
     inv: Inversion,
     edits: readonly EditPrompt[],
-    o: PromptToPromptOptions & { guidance?: number; onStep?: (s: number, t: number) => void } = {},
+    o: PromptToPromptOptions & {
+      guidance?: number;
+      onStep?: (s: number, t: number) => void;
+      onBlendMasks?: (masks: Uint8Array[]) => void;
+    } = {},
   ): Promise<Float32Array> {
     this.checkInversion(inv);
     for (const e of edits) this.tokenize(e.prompt);
@@ -397,6 +405,7 @@ export class NullTextPipeline {
       guidance: o.guidance ?? inv.settings.guidance,
       edit,
       onStep: o.onStep,
+      onBlendMasks: o.onBlendMasks,
     });
     return latents;
   }

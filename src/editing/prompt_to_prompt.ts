@@ -169,7 +169,8 @@ export function buildAttentionEdit(
 /**
  * LocalBlend (official `LocalBlend.__call__`): from the cross-attention maps accumulated so far
  * ([N, r, r, 77], summed over steps), a mask per prompt of where its blend words attend; outside
- * the mask (or the source's mask), each edited latent is reset to the source latent.
+ * the mask (or the source's mask), each edited latent is reset to the source latent. Returns the
+ * blended latents and each edit's mask at latent resolution.
  */
 export function localBlend(
   latents: Float32Array,
@@ -177,7 +178,7 @@ export function localBlend(
   maps: Float32Array,
   resolution: number,
   blend: NonNullable<AttentionEdit["blend"]>,
-): Float32Array {
+): { latents: Float32Array; masks: Uint8Array[] } {
   const [c, h, w] = latentShape;
   const plane = h * w;
   const N = blend.words.length / MAX_TOKENS;
@@ -207,16 +208,20 @@ export function localBlend(
   const sub = blend.subtract ? mask(blend.subtract, false, blend.threshold[1]) : null;
   const out = Float32Array.from(latents);
   const size = c * plane;
+  const masks: Uint8Array[] = [];
   for (let n = 1; n < N; n++) {
+    const mask = new Uint8Array(plane);
     for (let p = 0; p < plane; p++) {
       let keep = (main[0] as Uint8Array)[p] || (main[n] as Uint8Array)[p] ? 1 : 0;
       // official: mask = mask[:1] + mask for both; the subtraction mask is inverted
       if (sub && ((sub[0] as Uint8Array)[p] || (sub[n] as Uint8Array)[p])) keep = 0;
+      mask[p] = keep;
       if (keep) continue;
       for (let ch = 0; ch < c; ch++) out[n * size + ch * plane + p] = latents[ch * plane + p] as number;
     }
+    masks.push(mask);
   }
-  return out;
+  return { latents: out, masks };
 }
 
 function maxPool3(m: Float32Array, r: number): Float32Array {

@@ -22,6 +22,8 @@ export interface SampleOptions {
   guidance: number;
   edit?: AttentionEdit;
   onStep?: (step: number, total: number) => void;
+  /** Receives each edit's local-blend mask (latent resolution) after every blended step. */
+  onBlendMasks?: (masks: Uint8Array[]) => void;
 }
 
 /** Returns the N final latents z_0, stacked. */
@@ -68,7 +70,11 @@ export async function sample(o: SampleOptions): Promise<Float32Array> {
       // official AttentionStore: the maps are summed over steps (the mask is normalised by its maximum)
       if (!accumulated) accumulated = new Float32Array(maps.length);
       for (let k = 0; k < maps.length; k++) accumulated[k] = (accumulated[k] as number) + (maps[k] as number);
-      if (i >= blend.startStep) latents = localBlend(latents, [c, h, w], accumulated, r, blend);
+      if (i >= blend.startStep) {
+        const blended = localBlend(latents, [c, h, w], accumulated, r, blend);
+        latents = blended.latents;
+        o.onBlendMasks?.(blended.masks);
+      }
     }
     o.onStep?.(i + 1, steps);
   }

@@ -119,7 +119,8 @@ describe("local blend", () => {
     latents.fill(5, 16, 32); // edit
     const out = localBlend(latents, [1, 4, 4], maps, r, { words, threshold: [0.3, 0.3], startStep: 0 });
     // max-pooling 3×3 over the 2×2 map spreads the cell to all four cells: everything is "inside"
-    expect(Array.from(out.slice(16))).toEqual(new Array(16).fill(5));
+    expect(Array.from(out.latents.slice(16))).toEqual(new Array(16).fill(5));
+    expect(Array.from(out.masks[0] as Uint8Array)).toEqual(new Array(16).fill(1));
     const sharp = localBlend(latents, [1, 4, 4], maps, r, {
       words,
       subtract: words,
@@ -127,6 +128,8 @@ describe("local blend", () => {
       startStep: 0,
     });
     // with the same words subtracted (no pooling) the top-left 2×2 latent cells are excluded, and only they
-    expect(Array.from(sharp.slice(16))).toEqual([1, 1, 5, 5, 1, 1, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5]);
+    expect(Array.from(sharp.latents.slice(16))).toEqual([1, 1, 5, 5, 1, 1, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5]);
+    expect(Array.from(sharp.masks[0] as Uint8Array)).toEqual([0, 0, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
+    expect(Array.from(sharp.latents.slice(0, 16))).toEqual(new Array(16).fill(1));
   });
 });
