@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import * as G from "../../src/graph/index.js";
 import { parseUNetConfig, UNet2DConditionModel } from "../../src/models/unet.js";
 import { WeightStore } from "../../src/models/weights.js";
-import { Session } from "../../src/runtime/session.js";
+import { float32Output, Session } from "../../src/runtime/session.js";
 import { random } from "../graph/reference.js";
 
 const base = {
@@ -82,8 +82,8 @@ describe("SD 2.x UNet options", () => {
       const minus = Float32Array.from(c);
       plus[k] = (plus[k] as number) + h;
       minus[k] = (minus[k] as number) - h;
-      const lp = ((await session.run({ sample: x, ctx: plus })).loss?.data as Float32Array)[0] as number;
-      const lm = ((await session.run({ sample: x, ctx: minus })).loss?.data as Float32Array)[0] as number;
+      const lp = float32Output(await session.run({ sample: x, ctx: plus }), "loss")[0] as number;
+      const lm = float32Output(await session.run({ sample: x, ctx: minus }), "loss")[0] as number;
       // float32 forward: differences of sums ~1 computed to ~1e-6, so 1e-3 relative is the honest bound
       expect(Math.abs((lp - lm) / (2 * h) - (grad[k] as number))).toBeLessThan(
         1e-3 * Math.max(1, Math.abs(grad[k] as number)) + 2e-3,
