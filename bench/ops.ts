@@ -8,11 +8,11 @@ import type { Tensor } from "../src/graph/index.js";
 import * as G from "../src/graph/index.js";
 import { encodeModel, type NodeProtoSpec, type TensorProtoSpec } from "../src/graph/onnx_proto.js";
 import { Session } from "../src/runtime/session.js";
-import { argValue, median, medianSeconds, printTable, randomArray, wantsJson } from "./common.js";
+import { argValue, median, printTable, randomArray, wantsJson } from "./common.js";
 
 const THREADS = Number(argValue("--threads") ?? 2);
 const RUNS = Number(argValue("--runs") ?? 7);
-const timing = { warmup: 3, runs: RUNS, minSeconds: 0.5 };
+const timing = { warmup: 2, runs: RUNS, minSeconds: 0.75 };
 
 interface Input {
   name: string;
@@ -194,13 +194,25 @@ for (const [i, row] of rows.entries()) {
   row.inputs.forEach((inp) => {
     rawFeeds[inp.name] = new ort.Tensor("float32", feeds[inp.name] as Float32Array, inp.shape);
   });
-  // Alternate the two in rounds so that neither is favoured by the machine's state (caches,
-  // page faults on fresh memory, frequency), then take the median over all rounds.
+  // Alternate blocks of runs (4 rounds) so that neither is favoured by the machine's state, and take
+  // each one's median. Blocks, not single runs: ORT's worker threads spin for a while after a run,
+  // and two sessions interleaved run by run would compete with each other's spinning threads.
   const graphTimes: number[] = [];
   const rawTimes: number[] = [];
-  for (let round = 0; round < 3; round++) {
-    graphTimes.push(await medianSeconds(() => session.run(feeds), timing));
-    rawTimes.push(await medianSeconds(() => raw.run(rawFeeds), timing));
+  const block = async (f: () => Promise<unknown>, into: number[]) => {
+    for (let i = 0; i < timing.warmup; i++) await f();
+    let spent = 0;
+    for (let n = 0; n < timing.runs || spent < timing.minSeconds; n++) {
+      const t = process.hrtime.bigint();
+      await f();
+      const dt = Number(process.hrtime.bigint() - t) / 1e9;
+      into.push(dt);
+      spent += dt;
+    }
+  };
+  for (let round = 0; round < 4; round++) {
+    await block(() => session.run(feeds), graphTimes);
+    await block(() => raw.run(rawFeeds), rawTimes);
   }
   const graphSeconds = median(graphTimes);
   const rawSeconds = median(rawTimes);
@@ -222,7 +234,7 @@ for (const [i, row] of rows.entries()) {
 
 if (!wantsJson()) {
   console.log(
-    `bench:ops — ${THREADS} threads, 3 alternating rounds of ${RUNS} runs after 3 warm-ups each, medians; ratio = raw time / graph-layer time\n`,
+    `bench:ops — ${THREADS} threads, graph and raw in 4 alternating blocks of ≥ ${RUNS} runs and ≥ 0.75 s (2 warm-ups each), medians; ratio = raw time / graph-layer time\n`,
   );
   printTable(
     results.map((r) => ({
