@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 /** Shared helpers for the benchmarks: timing, table and JSON output. */
 
 export interface TimingOptions {
@@ -62,4 +63,19 @@ export function randomArray(n: number, seed: number, scale = 1): Float32Array {
     out[i] = scale * ((((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1);
   }
   return out;
+}
+
+/**
+ * Peak resident set size of this process in GB, from /proc/self/status VmHWM (getrusage's maxrss
+ * survives exec on Linux and can report a parent's peak).
+ */
+export function peakRssGb(): number {
+  try {
+    const status = readFileSync("/proc/self/status", "utf8");
+    const m = status.match(/VmHWM:\s+(\d+) kB/);
+    if (m) return Number(m[1]) / 2 ** 20;
+  } catch {
+    // not Linux
+  }
+  return process.resourceUsage().maxRSS / 2 ** 20;
 }

@@ -9,7 +9,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { makeRandomSD15 } from "../scripts/make-random-sd15.js";
 import { NullTextPipeline } from "../src/pipeline.js";
-import { argValue, printTable, wantsJson } from "./common.js";
+import { argValue, peakRssGb, printTable, wantsJson } from "./common.js";
 
 const MODEL = path.resolve(import.meta.dirname, "..", ".cache", "sd15-random");
 /** PyTorch 1.13 per call on this machine (seconds): forward, and forward + VJP to the context. */
@@ -56,7 +56,7 @@ const result = {
   vjps: stats.vjps,
   gflop: flops / 1e9,
   gflops: flops / 1e9 / total,
-  peak_rss_gb: process.resourceUsage().maxRSS / 2 ** 20,
+  peak_rss_gb: peakRssGb(),
   torch_estimate_seconds: torchSeconds,
   raw_gflops: flops / 1e9 / torchSeconds,
   ratio: torchSeconds / total,

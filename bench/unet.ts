@@ -5,6 +5,7 @@
  * Prints FLOPs, seconds (median), GFLOP/s and peak RSS next to the reference implementation's
  * measured times on this machine (PyTorch 1.13, oneDNN, 2 threads; from the project's issue).
  * Usage: npm run bench:unet [-- --json] [-- --runs N] [-- --rows fwd64,grad64]
+ *        [-- --no-prepack] [-- --mem-pattern | --no-mem-pattern] (ORT memory/speed trade-offs)
  */
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
@@ -13,7 +14,7 @@ import { makeRandomSD15 } from "../scripts/make-random-sd15.js";
 import * as G from "../src/graph/index.js";
 import { loadStableDiffusion } from "../src/models/loader.js";
 import { Session } from "../src/runtime/session.js";
-import { argValue, median, printTable, randomArray, wantsJson } from "./common.js";
+import { argValue, median, peakRssGb, printTable, randomArray, wantsJson } from "./common.js";
 
 const MODEL = path.resolve(import.meta.dirname, "..", ".cache", "sd15-random");
 const ROWS = {
@@ -51,8 +52,14 @@ async function runRow(name: RowName, runs: number): Promise<RowResult> {
     outputs.vjp = G.vjp([out], [cotangent], [context])[0] as G.Tensor;
   }
   const compiled = G.compile(outputs, { name: `unet_${name}` });
-  const session = await Session.create(compiled);
+  // Gradient graphs run without ORT's memory pattern, as the pipeline's inversion step does (it
+  // costs 3.4 GB of planned-but-idle memory at 64×64 for 7% speed).
+  const session = await Session.create(compiled, {
+    config: process.argv.includes("--no-prepack") ? { "session.disable_prepacking": "1" } : {},
+    memoryPattern: row.grad ? process.argv.includes("--mem-pattern") : !process.argv.includes("--no-mem-pattern"),
+  });
   const compileSeconds = (performance.now() - t0) / 1000;
+  if (process.env.NULLTEXT_BENCH_DEBUG) console.error(`peak RSS after setup: ${(peakRssGb()).toFixed(2)} GB`);
   const feeds: Record<string, Float32Array> = {
     sample: randomArray(4 * s * s, 1),
     timestep: Float32Array.of(500),
@@ -65,6 +72,8 @@ async function runRow(name: RowName, runs: number): Promise<RowResult> {
     const t = performance.now();
     await session.run(feeds);
     times.push((performance.now() - t) / 1000);
+    if (process.env.NULLTEXT_BENCH_DEBUG)
+      console.error(`run ${i}: ${times[i]?.toFixed(2)} s, peak RSS ${peakRssGb().toFixed(2)} GB`);
   }
   const seconds = median(times);
   const gflop = compiled.flops / 1e9;
@@ -73,7 +82,7 @@ async function runRow(name: RowName, runs: number): Promise<RowResult> {
     gflop,
     seconds,
     gflops: gflop / seconds,
-    peak_rss_gb: process.resourceUsage().maxRSS / 2 ** 20,
+    peak_rss_gb: peakRssGb(),
     compile_seconds: compileSeconds,
     raw_gflops: gflop / row.torchSeconds,
     ratio: row.torchSeconds / seconds,
@@ -96,7 +105,15 @@ if (single) {
     if (!(name in ROWS)) throw new Error(`unknown row ${name} (rows: ${Object.keys(ROWS).join(", ")})`);
     const child = spawnSync(
       process.execPath,
-      [...process.execArgv, import.meta.filename, "--row", name, "--runs", String(runs)],
+      [
+        ...process.execArgv,
+        import.meta.filename,
+        "--row",
+        name,
+        "--runs",
+        String(runs),
+        ...["--no-prepack", "--no-mem-pattern", "--mem-pattern"].filter((f) => process.argv.includes(f)),
+      ],
       {
         encoding: "utf8",
         env: { ...process.env, MALLOC_MMAP_THRESHOLD_: "33554432", MALLOC_TRIM_THRESHOLD_: "17179869184" },

@@ -82,16 +82,16 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions):
   const d = c / o.heads;
   if (!Number.isInteger(d)) throw new Error(`attention: ${c} channels do not split into ${o.heads} heads`);
   const heads = (x: Tensor, n: number) => transpose(reshape(x, [b, n, o.heads, d]), [0, 2, 1, 3]);
-  // The scale is applied to q (Nq·d values) rather than to the scores (Nq·Nk values).
-  const qh = mul(heads(q, nq), o.scale ?? 1 / Math.sqrt(d));
+  const scale = o.scale ?? 1 / Math.sqrt(d);
   const kt = transpose(reshape(k, [b, nk, o.heads, d]), [0, 2, 3, 1]);
   const vh = heads(v, nk);
   const big = b * o.heads * nq * nk * 4 >= 64 * 2 ** 20;
   let out: Tensor; // [B, H, Nq, d]
   if (!o.probsHook && (o.recompute === true || (o.recompute !== false && big))) {
-    out = attentionCore(qh, kt, vh, o.mask);
+    out = attentionCore(heads(q, nq), kt, vh, scale, o.mask);
   } else {
-    let scores = matmul(qh, kt); // [B, H, Nq, Nk]
+    // The scale is applied to q (Nq·d values) rather than to the scores (Nq·Nk values).
+    let scores = matmul(mul(heads(q, nq), scale), kt); // [B, H, Nq, Nk]
     if (o.mask) scores = add(scores, o.mask);
     let probs = softmax(scores, -1);
     if (o.probsHook) probs = o.probsHook(probs);

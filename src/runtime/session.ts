@@ -24,6 +24,11 @@ export interface SessionOptions {
   executionProviders?: string[];
   /** ORT log level, 0 (verbose) to 4 (fatal); default 3. */
   logLevel?: 0 | 1 | 2 | 3 | 4;
+  /**
+   * ORT's memory pattern: one block planned for all intermediates (default true). Off, tensors
+   * come from the arena one by one: measured 4 GB less peak memory for SD's forward + VJP at 64×64.
+   */
+  memoryPattern?: boolean;
   /** Extra ORT session config entries ("session.xxx": "value"). */
   config?: Record<string, string>;
   /** Options for compiling graphs that this session runs (external data folder for big models). */
@@ -54,7 +59,7 @@ export class Session {
       executionProviders: providers,
       graphOptimizationLevel: "all",
       enableCpuMemArena: true,
-      enableMemPattern: true,
+      enableMemPattern: options.memoryPattern ?? true,
       logSeverityLevel: options.logLevel ?? 3,
       extra: { session: {}, ...nest(options.config ?? {}) },
     };

@@ -47,6 +47,8 @@ export interface OpCase {
   dtype: DType;
   /** Which inputs to differentiate (default: all). */
   wrt?: number[];
+  /** A looser forward tolerance, with the reason in the case's name. */
+  forwardTolerance?: number;
 }
 
 export interface OpCaseResult {
