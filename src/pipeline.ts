@@ -55,6 +55,13 @@ export interface PhaseStats {
   vjps: number;
 }
 
+export type EditOptions = PromptToPromptOptions & {
+  guidance?: number;
+  onStep?: (s: number, t: number) => void;
+  /** Receives each edit's local-blend mask (latent resolution) after every blended step. */
+  onBlendMasks?: (masks: Uint8Array[]) => void;
+};
+
 export const DEFAULT_SETTINGS: InversionSettings = {
   method: "nti",
   steps: 50,
@@ -366,28 +373,12 @@ export class NullTextPipeline {
    * Prompt-to-Prompt edits of an inversion: returns the source reconstruction and one image per
    * edited prompt, sampled together so that the edits share the source's attention.
    */
-  async edit(
-    inv: Inversion,
-    edits: readonly EditPrompt[],
-    o: PromptToPromptOptions & {
-      guidance?: number;
-      onStep?: (s: number, t: number) => void;
-      onBlendMasks?: (masks: Uint8Array[]) => void;
-    } = {},
-  ): Promise<RgbImage[]> {
+  async edit(inv: Inversion, edits: readonly EditPrompt[], o: EditOptions = {}): Promise<RgbImage[]> {
     return this.decodeLatents(await this.editLatents(inv, edits, o));
   }
 
   /** The latents [1 + E] of an edit (source first), before decoding. */
-  async editLatents(
-    inv: Inversion,
-    edits: readonly EditPrompt[],
-    o: PromptToPromptOptions & {
-      guidance?: number;
-      onStep?: (s: number, t: number) => void;
-      onBlendMasks?: (masks: Uint8Array[]) => void;
-    } = {},
-  ): Promise<Float32Array> {
+  async editLatents(inv: Inversion, edits: readonly EditPrompt[], o: EditOptions = {}): Promise<Float32Array> {
     this.checkInversion(inv);
     for (const e of edits) this.tokenize(e.prompt);
     const { nulls, source } = await this.conditioning(inv);

@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { type AnyTypedArray, DTYPES, type DType } from "./dtype.js";
+import { type AnyTypedArray, DTYPES, type DType, scalarArray } from "./dtype.js";
 import type { Emit } from "./emit.js";
 import { topoSort } from "./grad.js";
 import {
@@ -104,22 +104,7 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
     }
     return name;
   };
-  const scalarConst = (value: number, dtype: DType): string => {
-    switch (dtype) {
-      case "float32":
-        return constant(Float32Array.of(value), [], dtype);
-      case "float64":
-        return constant(Float64Array.of(value), [], dtype);
-      case "int64":
-        return constant(BigInt64Array.of(BigInt(value)), [], dtype);
-      case "int32":
-        return constant(Int32Array.of(value), [], dtype);
-      case "bool":
-        return constant(Uint8Array.of(value ? 1 : 0), [], dtype);
-      case "float16":
-        throw new Error("compile: float16 scalars are not supported; compute in float32");
-    }
-  };
+  const scalarConst = (value: number, dtype: DType): string => constant(scalarArray(value, dtype), [], dtype);
 
   // Graph inputs.
   const inputs: ValueSpec[] = [];

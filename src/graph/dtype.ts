@@ -60,6 +60,24 @@ export function allocate(dtype: DType, size: number): AnyTypedArray {
   }
 }
 
+/** A one-element array holding `value` in `dtype` (float16 scalars are built in float32 and cast). */
+export function scalarArray(value: number, dtype: DType): AnyTypedArray {
+  switch (dtype) {
+    case "float32":
+      return Float32Array.of(value);
+    case "float64":
+      return Float64Array.of(value);
+    case "int64":
+      return BigInt64Array.of(BigInt(value));
+    case "int32":
+      return Int32Array.of(value);
+    case "bool":
+      return Uint8Array.of(value ? 1 : 0);
+    case "float16":
+      throw new Error("float16 scalars are not supported: build them in float32 and cast");
+  }
+}
+
 export function numel(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;

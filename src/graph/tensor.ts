@@ -4,7 +4,7 @@
  * here; `compile` turns a set of output tensors into an ONNX model and `grad` adds the nodes of
  * their reverse-mode derivatives.
  */
-import { type AnyTypedArray, DTYPES, type DType, numel } from "./dtype.js";
+import { type AnyTypedArray, DTYPES, type DType, numel, scalarArray } from "./dtype.js";
 import type { Emit } from "./emit.js";
 
 export type AttrValue = number | string | boolean | readonly number[] | undefined;
@@ -157,18 +157,5 @@ export function constant(data: AnyTypedArray, shape: readonly number[], dtype: D
 
 /** A scalar (shape []) constant of the given dtype. */
 export function scalar(value: number, dtype: DType = "float32"): Tensor {
-  switch (dtype) {
-    case "float32":
-      return constant(Float32Array.of(value), [], dtype);
-    case "float64":
-      return constant(Float64Array.of(value), [], dtype);
-    case "int64":
-      return constant(BigInt64Array.of(BigInt(value)), [], dtype);
-    case "int32":
-      return constant(Int32Array.of(value), [], dtype);
-    case "bool":
-      return constant(Uint8Array.of(value ? 1 : 0), [], dtype);
-    case "float16":
-      throw new Error("scalar: build float16 constants in float32 and cast them");
-  }
+  return constant(scalarArray(value, dtype), [], dtype);
 }

@@ -11,14 +11,7 @@ import { apply, type OpDef, type Tensor } from "../tensor.js";
 import { add, broadcastShapes, div, mul, sub, unbroadcast } from "./elementwise.js";
 import { matmul } from "./linalg.js";
 import { reduceSum, softmax } from "./reduce.js";
-import { transpose } from "./shape.js";
-
-const swapLast = (x: Tensor) => {
-  const perm = x.shape.map((_, i) => i);
-  perm[x.rank - 1] = x.rank - 2;
-  perm[x.rank - 2] = x.rank - 1;
-  return transpose(x, perm);
-};
+import { swapLastAxes } from "./shape.js";
 
 /** Inputs: q [.., Nq, d], kᵀ [.., d, Nk], v [.., Nk, d], optional additive mask [.., Nq, Nk]; attr scale. */
 export const AttentionCore: OpDef = {
@@ -57,11 +50,11 @@ export const AttentionCore: OpDef = {
     if (mask) s = add(s, mask);
     const p = softmax(s, -1);
     // dO: g [.., Nq, d]
-    const dv = matmul(swapLast(p), g); // Pᵀ·dO
-    const dp = matmul(g, swapLast(v)); // dO·vᵀ
+    const dv = matmul(swapLastAxes(p), g); // Pᵀ·dO
+    const dp = matmul(g, swapLastAxes(v)); // dO·vᵀ
     const ds = mul(p, sub(dp, reduceSum(mul(dp, p), [p.rank - 1], true)));
-    const dq = mul(matmul(ds, swapLast(kt)), scale); // dS·k·scale
-    const dkt = matmul(swapLast(qs), ds); // (dSᵀ·qs)ᵀ = qsᵀ·dS: [.., d, Nk]
+    const dq = mul(matmul(ds, swapLastAxes(kt)), scale); // dS·k·scale
+    const dkt = matmul(swapLastAxes(qs), ds); // (dSᵀ·qs)ᵀ = qsᵀ·dS: [.., d, Nk]
     return [
       needs[0] ? unbroadcast(dq, q.shape) : null,
       needs[1] ? unbroadcast(dkt, kt.shape) : null,

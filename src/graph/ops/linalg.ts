@@ -3,14 +3,7 @@ import { attr } from "../emit.js";
 import { apply, type OpDef, type Tensor } from "../tensor.js";
 import { broadcastShapes, mul, unbroadcast } from "./elementwise.js";
 import { reduceSum } from "./reduce.js";
-import { concat, pad, reshape, slice, transpose } from "./shape.js";
-
-const swapLast = (x: Tensor) => {
-  const perm = x.shape.map((_, i) => i);
-  perm[x.rank - 1] = x.rank - 2;
-  perm[x.rank - 2] = x.rank - 1;
-  return transpose(x, perm);
-};
+import { concat, pad, reshape, slice, swapLastAxes, transpose } from "./shape.js";
 
 /** Batched matrix product of rank ≥ 2 tensors; batch axes broadcast. */
 export const MatMul: OpDef = {
@@ -39,8 +32,8 @@ export const MatMul: OpDef = {
       ];
     }
     return [
-      needs[0] ? unbroadcast(matmul(g, swapLast(b)), a.shape) : null,
-      needs[1] ? unbroadcast(matmul(swapLast(a), g), b.shape) : null,
+      needs[0] ? unbroadcast(matmul(g, swapLastAxes(b)), a.shape) : null,
+      needs[1] ? unbroadcast(matmul(swapLastAxes(a), g), b.shape) : null,
     ];
   },
   flops: (t) => {

@@ -254,6 +254,14 @@ export function transpose(x: Tensor, perm: readonly number[]): Tensor {
   return apply(Transpose, [x], { perm: normalized });
 }
 
+/** Swaps the last two axes (matrix transpose of a batch). */
+export function swapLastAxes(x: Tensor): Tensor {
+  const perm = x.shape.map((_, i) => i);
+  perm[x.rank - 1] = x.rank - 2;
+  perm[x.rank - 2] = x.rank - 1;
+  return transpose(x, perm);
+}
+
 export function concat(xs: readonly Tensor[], axis: number): Tensor {
   if (xs.length === 0) throw new Error("concat: needs at least one tensor");
   if (xs.length === 1) return xs[0] as Tensor;
