@@ -26,7 +26,7 @@ const options = {
   vaeSteps: Number(arg("vae-steps", "3000")),
   vaeBatch: 16,
   scenes: Number(arg("scenes", "40000")),
-  unetSteps: Number(arg("unet-steps", "12000")),
+  unetSteps: Number(arg("unet-steps", "4500")),
   unetBatch: 32,
   threads: Number(arg("threads", "0")) || undefined,
   log,

@@ -48,6 +48,7 @@ export class WeightStore {
     private readonly trainable: boolean,
     private readonly seed: number,
     private readonly ignore: (key: string) => boolean,
+    private readonly frozen: (key: string) => boolean = () => false,
   ) {}
 
   /** Weights read from safetensors files, referenced in place where possible. */
@@ -75,8 +76,13 @@ export class WeightStore {
    * each layer's PyTorch initialisation, drawn from a generator seeded per key (so adding a layer
    * does not change the others).
    */
-  static forTraining(component: string, seed: number, arrays: Map<string, Float32Array> = new Map()): WeightStore {
-    return new WeightStore(component, null, arrays, true, seed, () => false);
+  static forTraining(
+    component: string,
+    seed: number,
+    arrays: Map<string, Float32Array> = new Map(),
+    options: { frozen?: (key: string) => boolean } = {},
+  ): WeightStore {
+    return new WeightStore(component, null, arrays, true, seed, () => false, options.frozen);
   }
 
   /** The weight stored under `key`, which must have `shape`. */
@@ -145,7 +151,7 @@ export class WeightStore {
       data = initialise(initialiser, n, hashSeed(this.seed, key));
       this.arrays.set(key, data);
     }
-    return G.weight(key, shape, data, { trainable: this.trainable });
+    return G.weight(key, shape, data, { trainable: this.trainable && !this.frozen(key) });
   }
 
   /** Checkpoint keys the model did not ask for (besides the ignorable ones): an error, as a strict loader. */
@@ -163,6 +169,11 @@ export class WeightStore {
   /** Every weight this store created, by key (the trainable arrays, for optimisers and checkpoints). */
   trainableArrays(): Map<string, Float32Array> {
     return this.arrays;
+  }
+
+  /** The weights that get gradients (in a training store, all but the frozen ones), by key. */
+  trainableTensors(): Map<string, Tensor> {
+    return new Map([...this.tensors].filter(([, t]) => t.leaf?.kind === "weight" && t.leaf.trainable));
   }
 
   /** The weight tensors requested so far, by key. */

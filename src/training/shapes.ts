@@ -162,11 +162,11 @@ export async function trainUnet(
     text: new Map([...m].filter(([k]) => k.startsWith("text_encoder/")).map(([k, v]) => [k.slice(13), v])),
     unet: new Map([...m].filter(([k]) => k.startsWith("unet/")).map(([k, v]) => [k.slice(5), v])),
   });
-  if (resume?.extra.done) {
-    o.log(`unet: done (${resume.step} steps), using ${file}`);
-    return split(resume.ema);
-  }
-  const textStore = WeightStore.forTraining("text_encoder", o.seed + 1);
+  // The token embedding table (49408 rows, a dozen of them used) stays at its random initialisation:
+  // the transformer layers learn to read it, and the step skips a 3.2M-parameter update.
+  const textStore = WeightStore.forTraining("text_encoder", o.seed + 1, new Map(), {
+    frozen: (k) => k === "text_model.embeddings.token_embedding.weight",
+  });
   const unetStore = WeightStore.forTraining("unet", o.seed + 2);
   const text = new CLIPTextModel(textStore, textConfig);
   const unet = new UNet2DConditionModel(unetStore, unetConfig);
@@ -191,8 +191,18 @@ export async function trainUnet(
     ["text_encoder/", textStore],
     ["unet/", unetStore],
   ] as const) {
-    for (const [k, v] of store.weightTensors()) params.set(prefix + k, v);
+    for (const [k, v] of store.trainableTensors()) params.set(prefix + k, v);
     for (const [k, v] of store.trainableArrays()) arrays.set(prefix + k, v);
+  }
+  // Weights outside the optimiser (frozen) go to the export as they are.
+  const withFrozen = (ema: Map<string, Float32Array>) => {
+    const all = new Map(ema);
+    for (const [k, v] of arrays) if (!all.has(k)) all.set(k, v);
+    return split(all);
+  };
+  if (resume?.extra.done) {
+    o.log(`unet: done (${resume.step} steps), using ${file}`);
+    return withFrozen(resume.ema);
   }
   const alphas = ddimAlphasCumprod(parseDDIMConfig(SHAPES_CONFIGS.scheduler));
   const tokenCache = new Map<string, number[]>();
@@ -213,9 +223,9 @@ export async function trainUnet(
     arrays,
     steps: o.unetSteps,
     lr: 1e-3,
-    warmup: 500,
+    warmup: 300,
     clipNorm: 1,
-    emaDecay: 0.999,
+    emaDecay: 0.998,
     batch: (step) => {
       const rng = new Rng(o.seed * 104729 + step);
       const latents = new Float32Array(B * latentSize);
@@ -253,7 +263,7 @@ export async function trainUnet(
   });
   state.extra.done = true;
   saveCheckpoint(file, state);
-  return split(state.ema);
+  return withFrozen(state.ema);
 }
 
 /** Writes the diffusers folder: configs, float16 weights, tokenizer. */
