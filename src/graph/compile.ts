@@ -297,6 +297,18 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
   return { ...compiled, model: { kind: "bytes", bytes: Buffer.concat(chunks) } };
 }
 
+let processDir: string | undefined;
+
+/** A folder for this process's compiled models, removed when the process exits. */
+function defaultExternalDir(): string {
+  if (!processDir) {
+    const dir = path.join(process.env.NULLTEXT_CACHE ?? path.join(os.tmpdir(), "nulltext-onnx"), `${process.pid}`);
+    processDir = dir;
+    process.once("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
+  }
+  return processDir;
+}
+
 function zeroBytes(dtype: DType): Uint8Array {
   return new Uint8Array(DTYPES[dtype].bytes);
 }
