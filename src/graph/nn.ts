@@ -6,6 +6,7 @@
 import { attentionCore } from "./ops/attention.js";
 import { add, div, erf, mul, sigmoid, sqrt, sub, tanh } from "./ops/elementwise.js";
 import { matmul } from "./ops/linalg.js";
+import { groupNormCore, layerNormCore } from "./ops/norm.js";
 import { reduceMean, softmax } from "./ops/reduce.js";
 import { reshape, transpose } from "./ops/shape.js";
 import type { Tensor } from "./tensor.js";
@@ -37,16 +38,34 @@ function moments(x: Tensor, axes: readonly number[]): { centered: Tensor; varian
   return { centered, variance: reduceMean(mul(centered, centered), axes, true) };
 }
 
-/** LayerNorm over the last axis (torch.nn.LayerNorm). */
+/**
+ * LayerNorm over the last axis (torch.nn.LayerNorm): ORT's LayerNormalization kernel with a
+ * closed-form gradient (LayerNormCore), then the affine weight and bias.
+ */
 export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): Tensor {
+  return add(mul(layerNormCore(x, eps), weight), bias);
+}
+
+/**
+ * GroupNorm over [B, C, ...] (torch.nn.GroupNorm): statistics per sample and group of channels,
+ * through ORT's InstanceNormalization kernel on [B, groups, C/groups·...] (GroupNormCore).
+ */
+export function groupNorm(x: Tensor, groups: number, weight: Tensor, bias: Tensor, eps = 1e-5): Tensor {
+  const c = x.shape[1] as number;
+  if (c % groups) throw new Error(`groupNorm: ${c} channels do not split into ${groups} groups`);
+  const perChannel = [c, ...x.shape.slice(2).map(() => 1)];
+  return add(mul(groupNormCore(x, groups, eps), reshape(weight, perChannel)), reshape(bias, perChannel));
+}
+
+/** LayerNorm from primitive ops (the reference the fused core is tested against). */
+export function layerNormComposite(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): Tensor {
   const { centered, variance } = moments(x, [x.rank - 1]);
   return add(mul(div(centered, sqrt(add(variance, eps))), weight), bias);
 }
 
-/** GroupNorm over [B, C, ...] (torch.nn.GroupNorm): statistics per sample and group of channels. */
-export function groupNorm(x: Tensor, groups: number, weight: Tensor, bias: Tensor, eps = 1e-5): Tensor {
+/** GroupNorm from primitive ops (the reference the fused core is tested against). */
+export function groupNormComposite(x: Tensor, groups: number, weight: Tensor, bias: Tensor, eps = 1e-5): Tensor {
   const [b, c] = x.shape as [number, number];
-  if (c % groups) throw new Error(`groupNorm: ${c} channels do not split into ${groups} groups`);
   const grouped = reshape(x, [b, groups, -1]);
   const { centered, variance } = moments(grouped, [2]);
   const normalized = reshape(div(centered, sqrt(add(variance, eps))), x.shape);

@@ -3,8 +3,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { describe, expect, it, vi } from "vitest";
-import { DEFAULT_MODEL } from "../../src/cli/main.js";
 import { runDemo } from "../../src/cli/demo.js";
+import { DEFAULT_MODEL } from "../../src/cli/main.js";
 import { readImage } from "../../src/image/index.js";
 
 describe("nulltext demo", () => {

@@ -69,6 +69,68 @@ describe("grad", () => {
   });
 });
 
+describe("fused normalisation cores against their composites", () => {
+  it("give the same values and gradients as the primitive-op GroupNorm and LayerNorm", async () => {
+    const x = G.input("x", [2, 8, 5, 5]);
+    const w = G.input("w", [8]);
+    const b = G.input("b", [8]);
+    const g = G.input("g", [2, 8, 5, 5]);
+    const fused = G.groupNorm(x, 4, w, b, 1e-6);
+    const composite = G.groupNormComposite(x, 4, w, b, 1e-6);
+    const [fx, fw] = G.vjp([fused], [g], [x, w]);
+    const [cx, cw] = G.vjp([composite], [g], [x, w]);
+    const tokens = G.input("t", [3, 7, 16]);
+    const lw = G.input("lw", [16]);
+    const lb = G.input("lb", [16]);
+    const lg = G.input("lg", [3, 7, 16]);
+    const [lfx] = G.vjp([G.layerNorm(tokens, lw, lb)], [lg], [tokens]);
+    const [lcx] = G.vjp([G.layerNormComposite(tokens, lw, lb)], [lg], [tokens]);
+    const rnd = (n: number, seed: number) =>
+      Float32Array.from({ length: n }, (_, i) => Math.sin(seed * 1000 + i * 1.7) * (1 + (i % 5)));
+    const out = await evaluate(
+      {
+        fused,
+        composite,
+        fx: fx!,
+        fw: fw!,
+        cx: cx!,
+        cw: cw!,
+        lf: G.layerNorm(tokens, lw, lb),
+        lc: G.layerNormComposite(tokens, lw, lb),
+        lfx: lfx!,
+        lcx: lcx!,
+      },
+      {
+        x: rnd(400, 1),
+        w: rnd(8, 2),
+        b: rnd(8, 3),
+        g: rnd(400, 4),
+        t: rnd(336, 5),
+        lw: rnd(16, 6),
+        lb: rnd(16, 7),
+        lg: rnd(336, 8),
+      },
+    );
+    const close = (a: string, c: string) => {
+      const p = out[a]?.data as Float32Array;
+      const q = out[c]?.data as Float32Array;
+      let worst = 0;
+      let scale = 0;
+      for (let i = 0; i < p.length; i++) {
+        worst = Math.max(worst, Math.abs((p[i] as number) - (q[i] as number)));
+        scale = Math.max(scale, Math.abs(q[i] as number));
+      }
+      expect(scale).toBeGreaterThan(0.1);
+      expect(worst, `${a} vs ${c}`).toBeLessThan(1e-5 * scale);
+    };
+    close("fused", "composite");
+    close("fx", "cx");
+    close("fw", "cw");
+    close("lf", "lc");
+    close("lfx", "lcx");
+  });
+});
+
 describe("NaN and Inf", () => {
   it("propagate through elementwise ops, reductions and their gradients", async () => {
     const x = G.input("x", [4], "float32");

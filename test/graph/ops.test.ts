@@ -525,17 +525,32 @@ const cases: OpCase[] = [
     reference: ([a]) => R.map1(a!, (x) => x * sigmoid(1.702 * x)),
   },
   {
-    name: "layerNorm",
+    name: "layerNorm (LayerNormCore: ORT's LayerNormalization kernel, closed-form gradient)",
     dtype: "float64",
     inputs: [sh(2, 3, 6), sh(6), sh(6)],
     build: ([x, w, b]) => G.layerNorm(x!, w!, b!, 1e-5),
     reference: ([x, w, b]) => layerNormRef(x!, w!, b!, 1e-5),
   },
   {
-    name: "groupNorm",
+    name: "layerNorm composite",
     dtype: "float64",
+    inputs: [sh(2, 3, 6), sh(6), sh(6)],
+    build: ([x, w, b]) => G.layerNormComposite(x!, w!, b!, 1e-5),
+    reference: ([x, w, b]) => layerNormRef(x!, w!, b!, 1e-5),
+  },
+  {
+    // ORT's InstanceNormalization kernel is float32 only.
+    name: "groupNorm (GroupNormCore: ORT's InstanceNormalization kernel, closed-form gradient)",
+    dtype: "float32",
     inputs: [sh(2, 4, 3, 3), sh(4), sh(4)],
     build: ([x, w, b]) => G.groupNorm(x!, 2, w!, b!, 1e-5),
+    reference: ([x, w, b]) => groupNormRef(x!, 2, w!, b!, 1e-5),
+  },
+  {
+    name: "groupNorm composite",
+    dtype: "float64",
+    inputs: [sh(2, 4, 3, 3), sh(4), sh(4)],
+    build: ([x, w, b]) => G.groupNormComposite(x!, 2, w!, b!, 1e-5),
     reference: ([x, w, b]) => groupNormRef(x!, 2, w!, b!, 1e-5),
   },
   {
