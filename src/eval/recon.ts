@@ -5,7 +5,7 @@
  * seconds per method. All methods share one DDIM pivot per image.
  */
 import { psnr, type RgbImage, ssim } from "../image/index.js";
-import type { InversionMethod } from "../inversion/file.js";
+import type { Inversion, InversionMethod } from "../inversion/file.js";
 import type { NullTextPipeline } from "../pipeline.js";
 
 export const RECON_METHODS = [
@@ -32,7 +32,13 @@ export interface ReconRow {
 export async function reconstructionComparison(
   pipe: NullTextPipeline,
   items: readonly { image: RgbImage; prompt: string }[],
-  o: { steps?: number; methods?: readonly ReconMethodName[]; onItem?: (i: number, n: number) => void } = {},
+  o: {
+    steps?: number;
+    methods?: readonly ReconMethodName[];
+    onItem?: (i: number, n: number) => void;
+    /** Sees each item's inversions by method (to reuse them, e.g. for edits). */
+    onInversions?: (index: number, inversions: Map<ReconMethodName, Inversion>) => Promise<void>;
+  } = {},
 ): Promise<ReconRow[]> {
   const steps = o.steps ?? 50;
   const methods = RECON_METHODS.filter((m) => !o.methods || o.methods.includes(m.name));
@@ -46,6 +52,7 @@ export async function reconstructionComparison(
     const t0 = performance.now();
     const pivots = await pipe.ddimPivots(item.image, item.prompt, steps);
     const pivotSeconds = (performance.now() - t0) / 1000;
+    const inversions = new Map<ReconMethodName, Inversion>();
     for (const m of methods) {
       const t1 = performance.now();
       const { inversion, stats } = await pipe.invert(item.image, item.prompt, {
@@ -54,6 +61,7 @@ export async function reconstructionComparison(
         guidance: m.guidance,
         pivots,
       });
+      inversions.set(m.name, inversion);
       const rec = await pipe.reconstruct(inversion);
       const row = rows.get(m.name) as ReconRow;
       row.psnr += psnr(item.image, rec);
@@ -63,6 +71,7 @@ export async function reconstructionComparison(
       row.seconds += pivotSeconds + (performance.now() - t1) / 1000;
       row.images++;
     }
+    await o.onInversions?.(i, inversions);
     o.onItem?.(i + 1, items.length);
   }
   return [...rows.values()].map((r) => ({

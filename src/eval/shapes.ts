@@ -5,7 +5,7 @@
  * for DDIM inversion, negative-prompt inversion and null-text inversion side by side.
  */
 import { maskedPsnr, psnr, type RgbImage } from "../image/index.js";
-import type { InversionMethod } from "../inversion/file.js";
+import type { Inversion } from "../inversion/file.js";
 import type { NullTextPipeline } from "../pipeline.js";
 import {
   COLORS,
@@ -17,12 +17,13 @@ import {
   parsePrompt,
   randomScene,
   renderScene,
+  type Scene,
   type SceneEdit,
   SHAPES,
   scenePrompt,
 } from "../scenes/index.js";
 import { Rng } from "../util/rng.js";
-import { type ReconRow, reconstructionComparison } from "./recon.js";
+import { type ReconMethodName, type ReconRow, reconstructionComparison } from "./recon.js";
 
 export interface ShapesEvalOptions {
   /** Scene seeds (disjoint from training's, which start at 1 000 000). */
@@ -76,27 +77,17 @@ export async function evaluateShapes(pipe: NullTextPipeline, o: ShapesEvalOption
     const img = await pipe.generate(prompt, { seed: seed(i), steps, guidance: 7.5 });
     const want = parsePrompt(prompt);
     const read = checkPrompt(img, { objects: want.objects.map((ob) => ({ color: ob.color, shape: ob.shape })) });
-    if (read.objects[0]?.color && read.objects[0]?.shape) right++;
+    // right = exactly one object, of the asked colour and shape (the background is not scored)
+    if (read.count && read.objects[0]?.color && read.objects[0]?.shape) right++;
   }
   log(`t2i: ${right}/${t2i} right`);
 
-  // 3. reconstruction comparison
+  // 3. reconstruction comparison, and 4. word-swap edits of the same scenes with the same inversions
   const reconN = count(o.reconScenes, 50);
-  const items = Array.from({ length: reconN }, (_, i) => {
-    const scene = randomScene(seed(i), { objects: "any" });
-    return { image: renderScene(scene, size), prompt: scenePrompt(scene) };
-  });
-  const reconRows = await reconstructionComparison(pipe, items, {
-    steps,
-    methods: ["ddim_w1", "ddim_w7_5", "npi", "nti"],
-    onItem: (i, n) => log(`recon: ${i}/${n}`),
-  });
-  const recon = Object.fromEntries(reconRows.map((r) => [r.method, r.psnr]));
-
-  // 4. word-swap edits
   const editN = count(o.editScenes, 50);
-  const methods: ["ddim" | "npi" | "nti", InversionMethod][] = [
-    ["ddim", "ddim"],
+  const scenes = Array.from({ length: Math.max(reconN, editN) }, (_, i) => randomScene(seed(i), { objects: "any" }));
+  const methods: ["ddim" | "npi" | "nti", ReconMethodName][] = [
+    ["ddim", "ddim_w7_5"],
     ["npi", "npi"],
     ["nti", "nti"],
   ];
@@ -105,20 +96,19 @@ export async function evaluateShapes(pipe: NullTextPipeline, o: ShapesEvalOption
     string,
     Record<"color" | "shape", EditScores>
   >;
-  for (let i = 0; i < editN; i++) {
-    const scene = randomScene(seed(i), { objects: "any" });
+  const editScene_ = async (i: number, inversions: Map<ReconMethodName, Inversion>) => {
+    if (i >= editN) return;
+    const scene = scenes[i] as Scene;
     const image = renderScene(scene, size);
-    const prompt = scenePrompt(scene);
-    const pivots = await pipe.ddimPivots(image, prompt, steps);
     const rng = new Rng(seed(i) ^ 0x5bd1e995);
     const k = rng.int(scene.objects.length);
     const object = scene.objects[k] as NonNullable<(typeof scene.objects)[number]>;
     const edits: SceneEdit[] = [
       { kind: "color", objectIndex: k, to: rng.pick(COLORS.filter((c) => c !== object.color)) },
-      { kind: "shape", objectIndex: k, to: rng.pick(SHAPES.filter((s) => s !== object.shape)) },
+      { kind: "shape", objectIndex: k, to: rng.pick(SHAPES.filter((sh) => sh !== object.shape)) },
     ];
     for (const [name, method] of methods) {
-      const { inversion } = await pipe.invert(image, prompt, { method, steps, pivots });
+      const inversion = inversions.get(method) as Inversion;
       for (const edit of edits) {
         const target = editPrompt(scene, edit);
         const word = editedWord(scene, edit);
@@ -132,13 +122,20 @@ export async function evaluateShapes(pipe: NullTextPipeline, o: ShapesEvalOption
         const check = checkPrompt(result as RgbImage, truth);
         const s = (sums[name] as Record<"color" | "shape", EditScores>)[edit.kind as "color" | "shape"];
         const obj = check.objects[k];
-        s.success += (edit.kind === "color" ? obj?.color : obj?.shape) && obj?.found ? 1 : 0;
+        s.success += obj?.found && (edit.kind === "color" ? obj.color : obj.shape) ? 1 : 0;
         s.psnr_outside += maskedPsnr(result as RgbImage, image, { width: size, height: size, data: outside });
         s.psnr_gt += psnr(result as RgbImage, renderScene(truth, size));
       }
     }
-    log(`edits: ${i + 1}/${editN}`);
-  }
+  };
+  const items = scenes.map((scene) => ({ image: renderScene(scene, size), prompt: scenePrompt(scene) }));
+  const reconRows = await reconstructionComparison(pipe, items, {
+    steps,
+    methods: ["ddim_w1", "ddim_w7_5", "npi", "nti"],
+    onInversions: editScene_,
+    onItem: (i, n) => log(`scenes: ${i}/${n} (reconstruction and edits)`),
+  });
+  const recon = Object.fromEntries(reconRows.map((r) => [r.method, r.psnr]));
   const avg = (e: EditScores): EditScores => ({
     success: e.success / editN,
     psnr_outside: e.psnr_outside / editN,

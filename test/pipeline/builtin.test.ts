@@ -47,7 +47,7 @@ describe("the built-in model", () => {
       const want = parsePrompt(prompt);
       const check = checkPrompt(image, { objects: want.objects.map((o) => ({ color: o.color, shape: o.shape })) });
       results.push(
-        `${prompt}: ${check.objects[0]?.color && check.objects[0]?.shape ? "ok" : check.reading.objects.map((o) => `${o.color} ${o.shape}`).join("+")}`,
+        `${prompt}: ${check.count && check.objects[0]?.color && check.objects[0]?.shape ? "ok" : check.reading.objects.map((o) => `${o.color} ${o.shape}`).join("+")}`,
       );
     }
     expect(results.filter((r) => !r.endsWith(": ok"))).toEqual([]);
