@@ -137,10 +137,9 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
   }
   const external = frozenBytes > (options.inlineLimitBytes ?? 2 ** 30);
   // Weights in float32 files are referenced in place; the folder holds the model and any converted weights.
-  const externalDir =
-    options.externalDir ??
-    path.join(process.env.NULLTEXT_CACHE ?? path.join(os.tmpdir(), "nulltext-onnx"), `${process.pid}`);
-  const externalWriter = external ? new ExternalData(externalDir, options.name ?? "graph") : undefined;
+  const externalWriter = external
+    ? new ExternalData(options.externalDir ?? defaultExternalDir(), options.name ?? "graph")
+    : undefined;
   for (const t of frozen) {
     const leaf = t.leaf as Extract<NonNullable<Tensor["leaf"]>, { kind: "weight" }>;
     const src = leaf.source;

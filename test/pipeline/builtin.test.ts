@@ -11,7 +11,6 @@ import { NullTextPipeline } from "../../src/pipeline.js";
 import {
   checkPrompt,
   editPrompt,
-  editRegion,
   editScene,
   parsePrompt,
   randomScene,
@@ -48,8 +47,8 @@ describe("the built-in model", () => {
       const image = await pipe.generate(prompt, { seed: 100 + i, steps: STEPS });
       const want = parsePrompt(prompt);
       const check = checkPrompt(image, want);
-      const colours = check.reading.objects.map((o) => o.color);
-      if (check.reading.background !== want.background || !colours.includes(want.objects[0]?.color as string))
+      const colours: string[] = check.reading.objects.map((o) => o.color);
+      if (check.reading.background !== want.background || !colours.includes(String(want.objects[0]?.color)))
         misses.push(
           `${prompt}: read ${check.reading.objects.map((o) => `${o.color} ${o.shape}`)} on ${check.reading.background}`,
         );
