@@ -4,6 +4,9 @@
  * (the VJP null-text inversion needs), each in its own process so its peak RSS is its own.
  * Prints FLOPs, seconds (median), GFLOP/s and peak RSS next to the reference implementation's
  * measured times on this machine (PyTorch 1.13, oneDNN, 2 threads; from the project's issue).
+ * Rows run with the UNet weights as the pipeline holds them by default, one host copy fed to the
+ * session ("shared"); the "-own" rows with the weights inside the session as initializers, which
+ * ORT reorders and prepacks per kernel ("per-session": faster forward, a second copy with gradients).
  * Usage: npm run bench:unet [-- --json] [-- --runs N] [-- --rows fwd64,grad64]
  *        [-- --no-prepack] [-- --mem-pattern | --no-mem-pattern] (ORT memory/speed trade-offs)
  */
@@ -18,15 +21,18 @@ import { argValue, median, peakRssGb, printTable, randomArray, wantsJson } from 
 
 const MODEL = path.resolve(import.meta.dirname, "..", ".cache", "sd15-random");
 const ROWS = {
-  fwd64: { latent: 64, grad: false, torchSeconds: 23.2, torchRss: 4.8 },
-  fwd32: { latent: 32, grad: false, torchSeconds: 5.5, torchRss: undefined },
-  grad64: { latent: 64, grad: true, torchSeconds: 50.1, torchRss: 8.8 },
-  grad32: { latent: 32, grad: true, torchSeconds: 11.7, torchRss: undefined },
+  fwd64: { latent: 64, grad: false, weights: "shared", torchSeconds: 23.2 },
+  fwd32: { latent: 32, grad: false, weights: "shared", torchSeconds: 5.5 },
+  grad64: { latent: 64, grad: true, weights: "shared", torchSeconds: 50.1 },
+  grad32: { latent: 32, grad: true, weights: "shared", torchSeconds: 11.7 },
+  "fwd64-own": { latent: 64, grad: false, weights: "per-session", torchSeconds: 23.2 },
+  "grad64-own": { latent: 64, grad: true, weights: "per-session", torchSeconds: 50.1 },
 } as const;
 type RowName = keyof typeof ROWS;
 
 interface RowResult {
   name: string;
+  weights: string;
   gflop: number;
   seconds: number;
   gflops: number;
@@ -51,7 +57,10 @@ async function runRow(name: RowName, runs: number): Promise<RowResult> {
     const cotangent = G.input("cotangent", [1, 4, s, s]);
     outputs.vjp = G.vjp([out], [cotangent], [context])[0] as G.Tensor;
   }
-  const compiled = G.compile(outputs, { name: `unet_${name}` });
+  const compiled = G.compile(outputs, {
+    name: `unet_${name}`,
+    frozenWeights: row.weights === "shared" ? "inputs" : "initializers",
+  });
   // Gradient graphs run without ORT's memory pattern, as the pipeline's inversion step does (it
   // costs 3.4 GB of planned-but-idle memory at 64×64 for 7% speed).
   const session = await Session.create(compiled, {
@@ -79,6 +88,7 @@ async function runRow(name: RowName, runs: number): Promise<RowResult> {
   const gflop = compiled.flops / 1e9;
   return {
     name,
+    weights: row.weights,
     gflop,
     seconds,
     gflops: gflop / seconds,
@@ -133,6 +143,7 @@ if (single) {
     printTable(
       results.map((r) => ({
         row: r.name,
+        weights: r.weights,
         GFLOP: r.gflop.toFixed(0),
         seconds: r.seconds.toFixed(2),
         "GFLOP/s": r.gflops.toFixed(0),

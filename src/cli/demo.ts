@@ -27,12 +27,13 @@ export interface DemoOptions {
   model: string;
   seed?: number;
   threads?: number;
+  unetWeights?: "shared" | "per-session";
 }
 
 export async function runDemo(o: DemoOptions): Promise<void> {
   const t0 = performance.now();
   fs.mkdirSync(o.out, { recursive: true });
-  const pipe = await NullTextPipeline.load(o.model, { threads: o.threads });
+  const pipe = await NullTextPipeline.load(o.model, { threads: o.threads, unetWeights: o.unetWeights });
   const size = pipe.resolution;
   const scene = randomScene(o.seed ?? 7, { objects: 1 });
   const image = renderScene(scene, size);

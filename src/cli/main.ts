@@ -47,6 +47,8 @@ common options:
   --config-from DIR   configs and tokenizer for a single-file checkpoint
   --steps N           DDIM steps (default 50)         --guidance W     guidance scale (default 7.5)
   --threads N         ONNX Runtime threads (default: all CPUs)
+  --unet-weights M    shared (default: one copy for all UNet sessions, least memory)
+                      | per-session (ORT's reordered copies: ~10% faster forward, ~2× the memory)
 
 invert:
   --method M          nti (default) | npi | ddim | nti-global | nti-conditional
@@ -88,6 +90,7 @@ function parse(argv: string[]): Parsed {
       "early-stop": { type: "string" },
       seed: { type: "string" },
       threads: { type: "string" },
+      "unet-weights": { type: "string" },
       fit: { type: "string" },
       fp16: { type: "boolean" },
       grid: { type: "boolean" },
@@ -119,7 +122,16 @@ async function pipelineFor(values: Parsed["values"]): Promise<NullTextPipeline> 
   return NullTextPipeline.load(model, {
     configFrom: str(values["config-from"]),
     threads: num(values.threads, "threads", (n) => Number.isInteger(n) && n > 0),
+    unetWeights: unetWeights(values),
   });
+}
+
+function unetWeights(values: Parsed["values"]): "shared" | "per-session" | undefined {
+  const v = str(values["unet-weights"]);
+  if (v !== undefined && v !== "shared" && v !== "per-session") {
+    throw new UsageError(`--unet-weights ${v}: expected shared or per-session`);
+  }
+  return v;
 }
 
 function requireOut(values: Parsed["values"], ext: string): string {
@@ -425,6 +437,7 @@ export async function main(argv: string[]): Promise<number> {
           out: str(parsed.values.out) ?? "demo-output",
           model: str(parsed.values.model) ?? DEFAULT_MODEL,
           threads: num(parsed.values.threads, "threads"),
+          unetWeights: unetWeights(parsed.values),
         });
         break;
       default:

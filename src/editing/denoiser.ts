@@ -10,7 +10,13 @@ import type { Tensor } from "../graph/index.js";
 import * as G from "../graph/index.js";
 import type { StableDiffusion } from "../models/loader.js";
 import type { AttentionHook } from "../models/unet.js";
-import { float32Output, type HostTensor, Session, type SessionOptions } from "../runtime/session.js";
+import {
+  float32Output,
+  type HostTensor,
+  Session,
+  type SessionOptions,
+  unetCompileOptions,
+} from "../runtime/session.js";
 import type { AttentionEdit } from "./prompt_to_prompt.js";
 import { MAX_TOKENS } from "./seq_aligner.js";
 
@@ -91,7 +97,7 @@ export class Denoiser {
         maps.reduce((a, b) => G.add(a, b)),
         maps.length,
       ); // [N, r·r, L]
-    const compiled = G.compile(outputs, { name: `denoiser_${N}`, inputs, ...o.compile });
+    const compiled = G.compile(outputs, { name: `denoiser_${N}`, inputs, ...unetCompileOptions(o) });
     const session = await Session.create(compiled, o);
     return new Denoiser(session, N, [C, h, w], [L, D], maps.length ? blendResolution : 0, compiled.flops);
   }

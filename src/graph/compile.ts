@@ -1,13 +1,14 @@
 /**
  * Compilation of a symbolic graph into an ONNX model (opset 18, IR 10). Frozen weights become
- * initializers, inline or, for big models, ONNX external data (a protobuf cannot exceed 2 GB);
- * trainable weights become graph inputs that the runtime feeds from their arrays.
+ * initializers, inline or, for big models, ONNX external data (a protobuf cannot exceed 2 GB), or,
+ * on request, graph inputs fed from host memory; trainable weights become graph inputs that the
+ * runtime feeds from their arrays.
  */
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { type AnyTypedArray, DTYPES, type DType, scalarArray } from "./dtype.js";
+import { type AnyTypedArray, DTYPES, type DType, halfArrayToFloat32, scalarArray } from "./dtype.js";
 import type { Emit } from "./emit.js";
 import { topoSort } from "./grad.js";
 import {
@@ -17,7 +18,7 @@ import {
   type TensorProtoSpec,
   type ValueInfoSpec,
 } from "./onnx_proto.js";
-import { dtypeOfArray, type Tensor } from "./tensor.js";
+import { dtypeOfArray, type Tensor, type WeightSource } from "./tensor.js";
 
 export const OPSET = 18;
 const IR_VERSION = 10;
@@ -46,14 +47,24 @@ export interface CompileOptions {
    * weights. When false they are zeros. Their nodes run after everything the other outputs need.
    */
   gated?: { when: string; outputs: Record<string, Tensor> };
+  /**
+   * Where frozen weights go. "initializers" (default): inside the model, where ORT may reorder and
+   * prepack them per kernel (fastest; a weight read by both a forward and a backward kernel is held
+   * in two layouts). "inputs": graph inputs fed from one host array per weight on every run, which
+   * ORT reads in place (one copy of the weights, a few percent slower convolutions, fast setup).
+   */
+  frozenWeights?: "initializers" | "inputs";
 }
 
 export interface CompiledGraph {
   name: string;
   model: { kind: "bytes"; bytes: Uint8Array } | { kind: "file"; path: string };
   inputs: ValueSpec[];
-  /** Trainable weights: graph inputs fed by the runtime from the weights' own arrays. */
-  weightInputs: { name: string; tensor: Tensor }[];
+  /**
+   * Weights fed as graph inputs by the runtime: trainable ones from their own arrays (updated in
+   * place by optimisers), frozen ones (with `frozenWeights: "inputs"`) from host copies.
+   */
+  weightInputs: { name: string; tensor: Tensor; data: AnyTypedArray }[];
   outputs: ValueSpec[];
   /** Floating-point operations of one run (multiply-add = 2; elementwise ops 1 per element). */
   flops: number;
@@ -117,7 +128,7 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
   }
 
   // Weights.
-  const weightInputs: { name: string; tensor: Tensor }[] = [];
+  const weightInputs: { name: string; tensor: Tensor; data: AnyTypedArray }[] = [];
   const frozen: Tensor[] = [];
   for (const t of order) {
     if (t.leaf?.kind !== "weight") continue;
@@ -127,7 +138,9 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
       if (src.kind !== "array" || dtypeOfArray(src.data) !== t.dtype) {
         throw new Error(`compile: trainable weight '${t.leaf.name}' needs an in-memory ${t.dtype} array`);
       }
-      weightInputs.push({ name: t.leaf.name, tensor: t });
+      weightInputs.push({ name: t.leaf.name, tensor: t, data: src.data });
+    } else if (options.frozenWeights === "inputs") {
+      weightInputs.push({ name: t.leaf.name, tensor: t, data: hostWeight(t.leaf.name, t.leaf.source, t.dtype) });
     } else frozen.push(t);
   }
   let frozenBytes = 0;
@@ -200,6 +213,15 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
         );
         return o;
       },
+      multi: (opType, ins, count, attrs) => {
+        const nodeName = part === 0 ? base : `${base}.${part}`;
+        part++;
+        const outs = Array.from({ length: count }, () => `${base}.tmp${tmp++}`);
+        target.push({ name: nodeName, opType, inputs: [...ins], outputs: outs, attributes: attrs });
+        nodeInfo.set(nodeName, `${op.name} in '${t.scope || "(top)"}' → ${t.dtype}[${t.shape.join(", ")}]`);
+        return outs;
+      },
+      fresh: (hint) => `${base}/${hint}.${tmp++}`,
       ints: (values) => constant(BigInt64Array.from(values.map((v) => BigInt(v))), [values.length], "int64"),
       scalar: scalarConst,
     };
@@ -306,6 +328,29 @@ function defaultExternalDir(): string {
     process.once("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
   }
   return processDir;
+}
+
+/**
+ * A frozen weight's values in host memory as `dtype`, read (and converted from float16 or bfloat16)
+ * once per source and shared by every graph compiled from it.
+ */
+const hostCopies = new WeakMap<WeightSource, AnyTypedArray>();
+function hostWeight(name: string, src: WeightSource, dtype: DType): AnyTypedArray {
+  const stored = src.kind === "file" ? src.dtype : dtypeOfArray(src.data);
+  if (src.kind === "array" && stored === dtype) return src.data;
+  let data = hostCopies.get(src);
+  if (data && dtypeOfArray(data) === dtype) return data;
+  // readRange returns a fresh buffer at offset 0, so typed views on it are aligned.
+  const bytes = src.kind === "file" ? readRange(src.path, src.offset, src.byteLength) : bytesOf(src.data);
+  if (stored === dtype && dtype === "float32")
+    data = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
+  else if (stored === dtype && dtype === "float16")
+    data = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.length / 2);
+  else if (stored === "float16" && dtype === "float32") {
+    data = halfArrayToFloat32(new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.length / 2));
+  } else throw new Error(`compile: weight '${name}' is stored as ${stored}; feeding it as ${dtype} is not supported`);
+  hostCopies.set(src, data);
+  return data;
 }
 
 function zeroBytes(dtype: DType): Uint8Array {

@@ -15,6 +15,10 @@ export interface Emit {
     output?: string,
     domain?: string,
   ): string;
+  /** Adds one node with several outputs (e.g. Loop); returns their fresh temporary names. */
+  multi(opType: string, inputs: readonly string[], outputs: number, attrs?: Record<string, AttributeValue>): string[];
+  /** A name no other value of the model has, for values inside subgraphs. */
+  fresh(hint: string): string;
   /** A 1-D int64 constant (shapes, axes, pads), deduplicated across the graph. */
   ints(values: readonly number[]): string;
   /** A scalar constant of the given dtype, deduplicated across the graph. */

@@ -89,6 +89,21 @@ export interface AttentionOptions {
    * "auto" (default) does so when they take 64 MB or more; a probsHook always keeps them.
    */
   recompute?: boolean | "auto";
+  /**
+   * With recomputation, query rows per block of scores (a divisor of Nq). Default: the most whose
+   * scores fit in 64 MB.
+   */
+  blockRows?: number;
+}
+
+const ATTENTION_BLOCK_BYTES = 64 * 2 ** 20;
+
+/** The most query rows, dividing Nq, whose scores (batch·Nk values each) fit in one block; Nq when only tiny blocks would. */
+function blockRows(batch: number, nq: number, nk: number): number {
+  const limit = Math.max(1, Math.floor(ATTENTION_BLOCK_BYTES / (batch * nk * 4)));
+  let rows = Math.min(nq, limit);
+  while (nq % rows !== 0) rows--;
+  return rows * 8 >= Math.min(nq, limit) ? rows : nq;
 }
 
 /**
@@ -107,7 +122,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions):
   const big = b * o.heads * nq * nk * 4 >= 64 * 2 ** 20;
   let out: Tensor; // [B, H, Nq, d]
   if (!o.probsHook && (o.recompute === true || (o.recompute !== false && big))) {
-    out = attentionCore(heads(q, nq), kt, vh, scale, o.mask);
+    out = attentionCore(heads(q, nq), kt, vh, scale, o.mask, o.blockRows ?? blockRows(b * o.heads, nq, nk));
   } else {
     // The scale is applied to q (Nq·d values) rather than to the scores (Nq·Nk values).
     let scores = matmul(mul(heads(q, nq), scale), kt); // [B, H, Nq, Nk]

@@ -9,7 +9,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { main } from "../../src/cli/main.js";
-import { writePng } from "../../src/image/index.js";
+import { readImage, writePng } from "../../src/image/index.js";
 import { readInversion, writeInversion } from "../../src/inversion/file.js";
 import { NullTextPipeline } from "../../src/pipeline.js";
 
@@ -94,6 +94,12 @@ describe("nulltext CLI", () => {
     const rec = await run("reconstruct", inv, "--out", at("rec.png"), ...common);
     expect(rec.rc).toBe(0);
     expect(fs.existsSync(at("rec.png"))).toBe(true);
+    // The UNet weights held per session (ORT's own layouts) give the same picture as the shared copy.
+    const own = await run("reconstruct", inv, "--out", at("rec-own.png"), "--unet-weights", "per-session", ...common);
+    expect(own.rc).toBe(0);
+    const [a, b] = [await readImage(at("rec.png")), await readImage(at("rec-own.png"))];
+    expect(a.data.length).toBe(b.data.length);
+    expect(a.data.reduce((m, v, i) => Math.max(m, Math.abs(v - (b.data[i] as number))), 0)).toBeLessThanOrEqual(1);
   });
 
   it("names unreadable, empty and non-image files", async () => {
@@ -138,6 +144,9 @@ describe("nulltext CLI", () => {
       (await run("invert", at("photo.png"), "--prompt", "x", "--out", "/no/such/dir/x.nti", ...common)).err,
     ).toMatch(/does not exist/);
     expect((await run("frobnicate")).rc).toBe(2);
+    expect((await run("reconstruct", at("photo.nti"), "--out", at("z.png"), "--unet-weights", "fast")).err).toMatch(
+      /--unet-weights fast: expected shared or per-session/,
+    );
     expect(
       (
         await run(

@@ -209,6 +209,39 @@ describe("compile and run", () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
+  it("feeds frozen weights as graph inputs on request: same values, one host copy per source", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nulltext-fed-"));
+    const file = path.join(dir, "weights.bin");
+    const buf = Buffer.alloc(64);
+    Float32Array.of(1, 2, 3, 4, 5, 6).forEach((v, i) => buf.writeFloatLE(v, 4 + 4 * i)); // unaligned on purpose
+    G.float32ArrayToHalf(Float32Array.of(0.5, -2, 0.25)).forEach((v, i) => buf.writeUInt16LE(v, 40 + 2 * i));
+    fs.writeFileSync(file, buf);
+    const x = G.input("x", [1, 2], "float32");
+    const w = G.weight("w", [2, 3], { kind: "file", path: file, offset: 4, byteLength: 24, dtype: "float32" });
+    const b = G.weight(
+      "b",
+      [3],
+      { kind: "file", path: file, offset: 40, byteLength: 6, dtype: "float16" },
+      { dtype: "float32" },
+    );
+    const y = G.add(G.matmul(x, w), b);
+    const fed = G.compile({ y }, { frozenWeights: "inputs" });
+    const embedded = G.compile({ y });
+    expect(fed.weightInputs.map((i) => i.name).sort()).toEqual(["b", "w"]);
+    expect(embedded.weightInputs).toEqual([]);
+    expect(Array.from(fed.weightInputs.find((i) => i.name === "b")!.data)).toEqual([0.5, -2, 0.25]);
+    // A second graph over the same weights reads the same host arrays, not new copies.
+    const again = G.compile({ y2: G.mul(y, 2) }, { frozenWeights: "inputs" });
+    for (const i of again.weightInputs) expect(i.data).toBe(fed.weightInputs.find((f) => f.name === i.name)!.data);
+    const expected = [1 - 4 + 0.5, 2 - 5 - 2, 3 - 6 + 0.25];
+    for (const compiled of [fed, embedded]) {
+      const session = await Session.create(compiled, { threads: 1 });
+      expect(Array.from((await session.run({ x: Float32Array.of(1, -1) })).y!.data as Float32Array)).toEqual(expected);
+      await session.release();
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
   it("feeds trainable weights from their arrays, so in-place updates take effect", async () => {
     const data = Float32Array.of(1, 2);
     const w = G.weight("w", [2], data, { trainable: true });

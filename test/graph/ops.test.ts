@@ -588,6 +588,32 @@ const cases: OpCase[] = [
     },
   },
   {
+    name: "AttentionCore in blocks of 2 query rows (an ONNX Loop; fused float32 scale)",
+    dtype: "float64",
+    forwardTolerance: 1e-8,
+    inputs: [sh(2, 6, 4), sh(2, 5, 4), sh(2, 5, 4)],
+    build: ([q, k, v]) => G.attention(q!, k!, v!, { heads: 2, recompute: true, blockRows: 2 }),
+    reference: ([q, k, v]) => attentionRef(q!, k!, v!, 2),
+  },
+  {
+    name: "AttentionCore in blocks of 3 query rows with a causal mask sliced per block",
+    dtype: "float64",
+    forwardTolerance: 1e-8,
+    inputs: [sh(1, 6, 4), sh(1, 6, 4), sh(1, 6, 4)],
+    build: ([q, k, v]) => {
+      const mask = Float64Array.from({ length: 36 }, (_, i) =>
+        i % 6 > Math.floor(i / 6) ? Number.NEGATIVE_INFINITY : 0,
+      );
+      return G.attention(q!, k!, v!, { heads: 2, mask: G.constant(mask, [6, 6]), recompute: true, blockRows: 3 });
+    },
+    reference: ([q, k, v]) => {
+      const mask = Float64Array.from({ length: 36 }, (_, i) =>
+        i % 6 > Math.floor(i / 6) ? Number.NEGATIVE_INFINITY : 0,
+      );
+      return attentionRef(q!, k!, v!, 2, { shape: [6, 6], data: mask });
+    },
+  },
+  {
     name: "attention, causal mask with −∞",
     dtype: "float64",
     inputs: [sh(1, 4, 4), sh(1, 4, 4), sh(1, 4, 4)],
