@@ -229,7 +229,7 @@ describe("compile and run", () => {
     const embedded = G.compile({ y });
     expect(fed.weightInputs.map((i) => i.name).sort()).toEqual(["b", "w"]);
     expect(embedded.weightInputs).toEqual([]);
-    expect(Array.from(fed.weightInputs.find((i) => i.name === "b")!.data)).toEqual([0.5, -2, 0.25]);
+    expect(Array.from(fed.weightInputs.find((i) => i.name === "b")!.data as Float32Array)).toEqual([0.5, -2, 0.25]);
     // A second graph over the same weights reads the same host arrays, not new copies.
     const again = G.compile({ y2: G.mul(y, 2) }, { frozenWeights: "inputs" });
     for (const i of again.weightInputs) expect(i.data).toBe(fed.weightInputs.find((f) => f.name === i.name)!.data);
