@@ -7,6 +7,7 @@ import * as ort from "onnxruntime-node";
 import type { Tensor } from "../src/graph/index.js";
 import * as G from "../src/graph/index.js";
 import { encodeModel, type NodeProtoSpec, type TensorProtoSpec } from "../src/graph/onnx_proto.js";
+import { attentionCore as attentionCoreOp } from "../src/graph/ops/attention.js";
 import { Session } from "../src/runtime/session.js";
 import { argValue, median, printTable, randomArray, wantsJson } from "./common.js";
 
@@ -159,6 +160,31 @@ rows.push(
     ],
   },
 );
+
+// The same two rows through AttentionCore as the UNet runs it at 64×64: blocks of 512 query rows in an ONNX
+// Loop, probabilities recomputed in the backward. The raw side stays the whole, unblocked textbook graph, so
+// the ratio says what blocking costs or gains. (The gradient's GFLOP include the recomputed scores.)
+const raws = rows.slice(-2) as [Row, Row];
+rows.push(
+  {
+    name: "attention, blocks of 512 rows",
+    inputs: qkv,
+    graph: ([q, k, v]) => blockedAttention(q!, k!, v!),
+    raw: raws[0].raw,
+  },
+  {
+    name: "  input gradient (q, k, v)",
+    inputs: [...qkv, { name: "g", shape: [H, N, D] }],
+    graph: ([q, k, v, g]) => {
+      const [dq, dk, dv] = G.vjp([blockedAttention(q!, k!, v!)], [g!], [q!, k!, v!]);
+      return G.concat([dq!, dk!, dv!], 0);
+    },
+    raw: raws[1].raw,
+  },
+);
+function blockedAttention(q: Tensor, k: Tensor, v: Tensor): Tensor {
+  return attentionCoreOp(q, G.transpose(k, [0, 2, 1]), v, scale, undefined, 512);
+}
 
 const sessionOptions: ort.InferenceSession.SessionOptions = {
   executionProviders: ["cpu"],

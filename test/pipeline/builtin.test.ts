@@ -115,29 +115,32 @@ describe("the built-in model", () => {
       },
     });
     const m = mask as Uint8Array;
-    const plane = 16 * 16;
+    const [C, side] = pipe.latentShape; // [4, 16, 16] for the built-in model
+    const size = pipe.resolution; // 64
+    const cell = size / side;
+    const plane = side * side;
     let outsideCells = 0;
     let latentDiff = 0;
     for (let p = 0; p < plane; p++) {
       if (m[p]) continue;
       outsideCells++;
-      for (let ch = 0; ch < 4; ch++)
+      for (let ch = 0; ch < C; ch++)
         latentDiff = Math.max(
           latentDiff,
-          Math.abs((latents[ch * plane + p] as number) - (latents[4 * plane + ch * plane + p] as number)),
+          Math.abs((latents[ch * plane + p] as number) - (latents[C * plane + ch * plane + p] as number)),
         );
     }
     expect(outsideCells).toBeGreaterThan(plane * 0.2);
     expect(latentDiff).toBe(0);
     const [blendSource, blended] = await pipe.decodeLatents(latents);
-    const far = farFromMask(m, 16, 1);
+    const far = farFromMask(m, side, 1);
     const pixels = Uint8Array.from(
-      { length: 64 * 64 },
-      (_, p) => far[Math.floor(p / 256) * 16 + Math.floor((p % 64) / 4)] as number,
+      { length: size * size },
+      (_, p) => far[Math.floor(p / (size * cell)) * side + Math.floor((p % size) / cell)] as number,
     );
-    expect(pixels.reduce((x, y) => x + y, 0)).toBeGreaterThan(64 * 64 * 0.1);
+    expect(pixels.reduce((x, y) => x + y, 0)).toBeGreaterThan(size * size * 0.1);
     expect(
-      maskedPsnr(blended as typeof image, blendSource as typeof image, { width: 64, height: 64, data: pixels }),
+      maskedPsnr(blended as typeof image, blendSource as typeof image, { width: size, height: size, data: pixels }),
     ).toBeGreaterThan(30);
   });
 });

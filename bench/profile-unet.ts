@@ -1,0 +1,83 @@
+/**
+ * bench:unet-profile — where one forward + VJP of the SD 1.5 UNet spends its time, per ONNX op type,
+ * from ORT's own profiler (the last of 4 runs), with the weights shared (fed as graph inputs) or
+ * per session (initializers). Random weights from scripts/make-random-sd15.ts.
+ * Usage: npm run bench:unet-profile [-- --latent 32] [-- --weights shared|per-session] [-- --json]
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import * as ort from "onnxruntime-node";
+import { makeRandomSD15 } from "../scripts/make-random-sd15.js";
+import * as G from "../src/graph/index.js";
+import { loadStableDiffusion } from "../src/models/loader.js";
+import { argValue, printTable, randomArray, wantsJson } from "./common.js";
+
+const MODEL = path.resolve(import.meta.dirname, "..", ".cache", "sd15-random");
+const latent = Number(argValue("--latent") ?? 32);
+const weights = argValue("--weights") ?? "shared";
+if (weights !== "shared" && weights !== "per-session") throw new Error(`--weights ${weights}: shared or per-session`);
+if (!fs.existsSync(path.join(MODEL, "unet", "diffusion_pytorch_model.safetensors"))) makeRandomSD15(MODEL);
+
+const model = await loadStableDiffusion(MODEL);
+const sample = G.input("sample", [1, 4, latent, latent]);
+const timestep = G.input("timestep", [1]);
+const context = G.input("context", [1, 77, 768]);
+const cotangent = G.input("cotangent", [1, 4, latent, latent]);
+const eps = model.unet.forward(sample, timestep, context);
+const [vjp] = G.vjp([eps], [cotangent], [context]);
+const compiled = G.compile(
+  { eps, vjp: vjp as G.Tensor },
+  { name: "unet_profile", frozenWeights: weights === "shared" ? "inputs" : "initializers" },
+);
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nulltext-profile-"));
+const options = {
+  executionProviders: ["cpu"],
+  graphOptimizationLevel: "all",
+  enableMemPattern: false,
+  enableProfiling: true,
+  profileFilePrefix: path.join(dir, "profile"),
+  intraOpNumThreads: os.availableParallelism(),
+  interOpNumThreads: 1,
+} as ort.InferenceSession.SessionOptions;
+const session =
+  compiled.model.kind === "bytes"
+    ? await ort.InferenceSession.create(compiled.model.bytes, options)
+    : await ort.InferenceSession.create(compiled.model.path, options);
+const n = latent * latent * 4;
+const feeds: Record<string, ort.Tensor> = {
+  sample: new ort.Tensor("float32", randomArray(n, 1), [1, 4, latent, latent]),
+  timestep: new ort.Tensor("float32", Float32Array.of(500), [1]),
+  context: new ort.Tensor("float32", randomArray(77 * 768, 2), [1, 77, 768]),
+  cotangent: new ort.Tensor("float32", randomArray(n, 3), [1, 4, latent, latent]),
+};
+for (const w of compiled.weightInputs) {
+  feeds[w.name] = new ort.Tensor("float32", w.data as Float32Array, [...w.tensor.shape]);
+}
+for (let i = 0; i < 4; i++) await session.run(feeds);
+session.endProfiling();
+const file = fs.readdirSync(dir).find((f) => f.endsWith(".json")) as string;
+type Event = { ts: number; dur: number; cat: string; name: string; args?: { op_name?: string } };
+const events = JSON.parse(fs.readFileSync(path.join(dir, file), "utf8")) as Event[];
+fs.rmSync(dir, { recursive: true, force: true });
+const runs = events.filter((e) => e.name === "model_run");
+const last = runs[runs.length - 1] as Event;
+const byOp = new Map<string, { seconds: number; nodes: number }>();
+for (const e of events) {
+  // Nodes inside Loop bodies are listed too; their time is also inside the Loop node's.
+  if (e.ts < last.ts || e.cat !== "Node" || !e.name.endsWith("_kernel_time")) continue;
+  const op = e.args?.op_name ?? "?";
+  const entry = byOp.get(op) ?? { seconds: 0, nodes: 0 };
+  entry.seconds += e.dur / 1e6;
+  entry.nodes++;
+  byOp.set(op, entry);
+}
+const rows = [...byOp].sort((a, b) => b[1].seconds - a[1].seconds);
+if (wantsJson()) {
+  console.log(JSON.stringify({ latent, weights, run_seconds: last.dur / 1e6, ops: Object.fromEntries(rows) }));
+} else {
+  console.log(
+    `bench:unet-profile — SD 1.5 UNet forward + VJP at ${latent}×${latent} latents, weights ${weights}, last of 4 runs: ${(last.dur / 1e6).toFixed(2)} s\n`,
+  );
+  printTable(rows.slice(0, 12).map(([op, v]) => ({ op, nodes: v.nodes, seconds: v.seconds.toFixed(3) })));
+}
