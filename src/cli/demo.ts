@@ -27,7 +27,7 @@ export interface DemoOptions {
   model: string;
   seed?: number;
   threads?: number;
-  unetWeights?: "shared" | "per-session";
+  unetWeights?: "auto" | "shared" | "per-session";
 }
 
 export async function runDemo(o: DemoOptions): Promise<void> {

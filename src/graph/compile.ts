@@ -51,9 +51,11 @@ export interface CompileOptions {
    * Where frozen weights go. "initializers" (default): inside the model, where ORT may reorder and
    * prepack them per kernel (fastest; a weight read by both a forward and a backward kernel is held
    * in two layouts). "inputs": graph inputs fed from one host array per weight on every run, which
-   * ORT reads in place (one copy of the weights, a few percent slower convolutions, fast setup).
+   * ORT reads in place (one copy of the weights, a few percent slower convolutions, fast setup, but
+   * a few µs per weight and run, which small models feel). "auto": inputs when the frozen weights
+   * exceed `inlineLimitBytes` (the models that need external data), initializers otherwise.
    */
-  frozenWeights?: "initializers" | "inputs";
+  frozenWeights?: "initializers" | "inputs" | "auto";
 }
 
 export interface CompiledGraph {
@@ -139,8 +141,6 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
         throw new Error(`compile: trainable weight '${t.leaf.name}' needs an in-memory ${t.dtype} array`);
       }
       weightInputs.push({ name: t.leaf.name, tensor: t, data: src.data });
-    } else if (options.frozenWeights === "inputs") {
-      weightInputs.push({ name: t.leaf.name, tensor: t, data: hostWeight(t.leaf.name, t.leaf.source, t.dtype) });
     } else frozen.push(t);
   }
   let frozenBytes = 0;
@@ -148,7 +148,15 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
     const src = (t.leaf as { source: { kind: string; byteLength?: number; data?: AnyTypedArray } }).source;
     frozenBytes += src.kind === "file" ? (src.byteLength as number) : (src.data as AnyTypedArray).byteLength;
   }
-  const external = frozenBytes > (options.inlineLimitBytes ?? 2 ** 30);
+  const big = frozenBytes > (options.inlineLimitBytes ?? 2 ** 30);
+  const mode = options.frozenWeights ?? "initializers";
+  if (mode === "inputs" || (mode === "auto" && big)) {
+    for (const t of frozen.splice(0)) {
+      const leaf = t.leaf as Extract<NonNullable<Tensor["leaf"]>, { kind: "weight" }>;
+      weightInputs.push({ name: leaf.name, tensor: t, data: hostWeight(leaf.name, leaf.source, t.dtype) });
+    }
+  }
+  const external = frozen.length > 0 && big;
   // Weights in float32 files are referenced in place; the folder holds the model and any converted weights.
   const externalWriter = external
     ? new ExternalData(options.externalDir ?? defaultExternalDir(), options.name ?? "graph")

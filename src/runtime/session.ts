@@ -34,22 +34,24 @@ export interface SessionOptions {
   /** Options for compiling graphs that this session runs (external data folder for big models). */
   compile?: { externalDir?: string; inlineLimitBytes?: number };
   /**
-   * How UNet sessions hold the weights. "shared" (default): one host copy, fed to every session
-   * (inversion's gradient graph and the editing graphs), which ORT reads in place: least memory
-   * (SD 1.5 forward + gradient at 64×64 about 6.5 GB instead of 11.4), forward about 10% slower.
-   * "per-session": each session holds them as initializers in ORT's reordered, prepacked layouts:
-   * the fastest forward, and a copy per session plus a second one in a gradient session.
+   * How UNet sessions hold the weights. "shared": one host copy, fed to every session (inversion's
+   * gradient graph and the editing graphs), which ORT reads in place: least memory (SD 1.5 forward +
+   * gradient at 64×64 6.5 GB instead of 9.4), the gradient about 10% slower. "per-session": each
+   * session holds them as initializers in ORT's reordered, prepacked layouts: fastest, a copy per
+   * session and a second one in a gradient session. "auto" (default): shared for weights over 1 GiB
+   * (Stable Diffusion), per-session for small models, which the per-run feeding would slow down.
    */
-  unetWeights?: "shared" | "per-session";
+  unetWeights?: "auto" | "shared" | "per-session";
 }
 
 /** Compile options for a UNet graph under `options.unetWeights`. */
 export function unetCompileOptions(options: SessionOptions): CompileOptions {
-  const weights = options.unetWeights ?? "shared";
-  if (weights !== "shared" && weights !== "per-session") {
-    throw new Error(`unetWeights must be "shared" or "per-session", got ${JSON.stringify(weights)}`);
+  const weights = options.unetWeights ?? "auto";
+  const modes = { auto: "auto", shared: "inputs", "per-session": "initializers" } as const;
+  if (!(weights in modes)) {
+    throw new Error(`unetWeights must be "auto", "shared" or "per-session", got ${JSON.stringify(weights)}`);
   }
-  return { frozenWeights: weights === "shared" ? "inputs" : "initializers", ...options.compile };
+  return { frozenWeights: modes[weights], ...options.compile };
 }
 
 export function availableExecutionProviders(): string[] {

@@ -229,6 +229,9 @@ describe("compile and run", () => {
     const embedded = G.compile({ y });
     expect(fed.weightInputs.map((i) => i.name).sort()).toEqual(["b", "w"]);
     expect(embedded.weightInputs).toEqual([]);
+    // "auto" feeds them only when they exceed the inline limit (30 bytes here; 24 + 6 are stored).
+    expect(G.compile({ y }, { frozenWeights: "auto", inlineLimitBytes: 29 }).weightInputs).toHaveLength(2);
+    expect(G.compile({ y }, { frozenWeights: "auto", inlineLimitBytes: 30 }).weightInputs).toHaveLength(0);
     expect(Array.from(fed.weightInputs.find((i) => i.name === "b")!.data as Float32Array)).toEqual([0.5, -2, 0.25]);
     // A second graph over the same weights reads the same host arrays, not new copies.
     const again = G.compile({ y2: G.mul(y, 2) }, { frozenWeights: "inputs" });
