@@ -157,6 +157,7 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
     }
   }
   const external = frozen.length > 0 && big;
+  const fed = new Set(weightInputs.map((w) => w.tensor.id));
   // Weights in float32 files are referenced in place; the folder holds the model and any converted weights.
   const externalWriter = external
     ? new ExternalData(options.externalDir ?? defaultExternalDir(), options.name ?? "graph")
@@ -230,7 +231,13 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
         return outs;
       },
       fresh: (hint) => `${base}/${hint}.${tmp++}`,
+      isConstant: (i) => {
+        const x = t.inputs[i];
+        if (!x) return false;
+        return x.leaf?.kind === "constant" || (x.leaf?.kind === "weight" && !fed.has(x.id));
+      },
       ints: (values) => constant(BigInt64Array.from(values.map((v) => BigInt(v))), [values.length], "int64"),
+      constant: (data, dims, dtype) => constant(data, [...dims], dtype),
       scalar: scalarConst,
     };
     op.emit(e, t);

@@ -1,5 +1,5 @@
 /** The interface through which an op writes its ONNX node(s) during compilation. */
-import type { DType } from "./dtype.js";
+import type { AnyTypedArray, DType } from "./dtype.js";
 import type { AttributeValue } from "./onnx_proto.js";
 
 export interface Emit {
@@ -17,10 +17,17 @@ export interface Emit {
   ): string;
   /** Adds one node with several outputs (e.g. Loop); returns their fresh temporary names. */
   multi(opType: string, inputs: readonly string[], outputs: number, attrs?: Record<string, AttributeValue>): string[];
+  /**
+   * Whether the op's input `i` is known when the session is created (a constant or a frozen weight
+   * stored in the model), so ORT folds any node computed from it alone into a new initializer.
+   */
+  isConstant(i: number): boolean;
   /** A name no other value of the model has, for values inside subgraphs. */
   fresh(hint: string): string;
   /** A 1-D int64 constant (shapes, axes, pads), deduplicated across the graph. */
   ints(values: readonly number[]): string;
+  /** A constant tensor, deduplicated across the graph by content. */
+  constant(data: AnyTypedArray, dims: readonly number[], dtype: DType): string;
   /** A scalar constant of the given dtype, deduplicated across the graph. */
   scalar(value: number, dtype: DType): string;
 }

@@ -245,6 +245,32 @@ describe("compile and run", () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
+  it("emits a constant weight's conv input gradient as a Conv with the flipped kernel, a fed one's as a ConvTranspose", async () => {
+    const wData = Float32Array.from({ length: 4 * 3 * 9 }, (_, i) => Math.sin(i));
+    const x = G.input("x", [1, 3, 5, 5]);
+    const g = G.input("g", [1, 4, 5, 5]);
+    const w = G.weight("w", [4, 3, 3, 3], wData);
+    const [dx] = G.vjp([G.conv2d(x, w, undefined, { pads: [1, 1, 1, 1] })], [g], [x]);
+    // op_type is field 4 of NodeProto: tag 0x22, then the length.
+    const hasOp = (bytes: Uint8Array, op: string) =>
+      Buffer.from(bytes).includes(Buffer.concat([Buffer.of(0x22, op.length), Buffer.from(op)]));
+    const embedded = G.compile({ dx: dx as G.Tensor });
+    const fed = G.compile({ dx: dx as G.Tensor }, { frozenWeights: "inputs" });
+    const bytes = (c: G.CompiledGraph) => (c.model as { bytes: Uint8Array }).bytes;
+    expect(hasOp(bytes(embedded), "ConvTranspose")).toBe(false);
+    expect(hasOp(bytes(fed), "ConvTranspose")).toBe(true);
+    const feeds = { g: Float32Array.from({ length: 100 }, (_, i) => Math.cos(i)) }; // dx does not depend on x
+    const results: Float32Array[] = [];
+    for (const c of [embedded, fed]) {
+      const session = await Session.create(c, { threads: 1 });
+      results.push((await session.run(feeds)).dx!.data as Float32Array);
+      await session.release();
+    }
+    const [a, b] = results as [Float32Array, Float32Array];
+    expect(Math.max(...a.map((v, i) => Math.abs(v - (b[i] as number))))).toBeLessThan(1e-5);
+    expect(Math.max(...a.map(Math.abs))).toBeGreaterThan(0.5);
+  });
+
   it("feeds trainable weights from their arrays, so in-place updates take effect", async () => {
     const data = Float32Array.of(1, 2);
     const w = G.weight("w", [2], data, { trainable: true });

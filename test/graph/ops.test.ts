@@ -101,6 +101,22 @@ const convOpts = (
   group: o.group ?? 1,
 });
 
+/** A convolution whose weight is a constant of the graph (as frozen model weights are): only x varies. */
+const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+
+function constantWeightConvCase(name: string, x: number[], w: number[], o: Parameters<typeof convOpts>[0]): OpCase {
+  const opts = convOpts(o);
+  // float32, as ORT's Conv; the reference sees the same float32-rounded weights.
+  const values = Float32Array.from(R.random(size(w), 77, -1, 1));
+  return {
+    name,
+    dtype: "float32",
+    inputs: [sh(...x)],
+    build: ([a]) => G.conv2d(a!, G.constant(values, w, "float32"), undefined, opts),
+    reference: ([a]) => R.conv2d(a!, { shape: w, data: Float64Array.from(values) }, null, opts),
+  };
+}
+
 function convCase(name: string, x: number[], w: number[], bias: boolean, o: Parameters<typeof convOpts>[0]): OpCase {
   const opts = convOpts(o);
   return {
@@ -494,6 +510,26 @@ const cases: OpCase[] = [
   }),
   convCase("Conv groups 2", [2, 4, 5, 4], [6, 2, 3, 3], true, { group: 2, pads: [1, 1, 1, 1] }),
   convCase("Conv 1×1", [2, 3, 4, 4], [5, 3, 1, 1], true, {}),
+  constantWeightConvCase(
+    "Conv of a constant weight (input gradient as a Conv with the flipped kernel)",
+    [2, 3, 5, 6],
+    [4, 3, 3, 3],
+    {
+      pads: [1, 1, 1, 1],
+    },
+  ),
+  constantWeightConvCase("Conv of a constant weight, asymmetric pads, 2×3 kernel", [1, 2, 5, 7], [3, 2, 2, 3], {
+    pads: [0, 2, 1, 1],
+  }),
+  constantWeightConvCase(
+    "Conv of a constant weight, stride 2 (input gradient stays a ConvTranspose)",
+    [1, 2, 7, 7],
+    [3, 2, 3, 3],
+    {
+      strides: [2, 2],
+      pads: [1, 1, 1, 1],
+    },
+  ),
   convCase("Conv 2×3 kernel stride (1,2)", [1, 2, 5, 7], [3, 2, 2, 3], false, { strides: [1, 2] }),
   // composites
   {

@@ -1,4 +1,5 @@
 /** MatMul, Gemm, Conv and ConvTranspose, with FLOP counts. */
+import { allocate } from "../dtype.js";
 import { attr } from "../emit.js";
 import { apply, type OpDef, type Tensor } from "../tensor.js";
 import { broadcastShapes, mul, unbroadcast } from "./elementwise.js";
@@ -176,16 +177,39 @@ export const ConvTranspose: OpDef = {
     const wd = a.strides[1] * (wo - 1) + a.outputPadding[1] + a.dilations[1] * (kw - 1) + 1 - a.pads[1] - a.pads[3];
     return { shape: [n, cg * a.group, h, wd], dtype: G.dtype };
   },
-  emit: (e, t) =>
-    e.node(
-      "ConvTranspose",
-      e.inputs,
-      {
-        ...emitConvAttrs(attrsOf(t)),
-        output_padding: attr.ints(t.attrs.outputPadding as number[]),
-      },
-      e.output,
-    ),
+  emit: (e, t) => {
+    const a = attrsOf(t);
+    const outputPadding = t.attrs.outputPadding as [number, number];
+    const [kh, kw] = (t.inputs[1] as Tensor).shape.slice(2) as [number, number];
+    // pads of the equivalent convolution: kernel − 1 − p on each side (+ output padding at the end)
+    const pads = [
+      kh - 1 - a.pads[0],
+      kw - 1 - a.pads[1],
+      kh - 1 - a.pads[2] + outputPadding[0],
+      kw - 1 - a.pads[3] + outputPadding[1],
+    ];
+    const unit = (v: readonly number[]) => v.every((x) => x === 1);
+    if (e.isConstant(1) && unit(a.strides) && unit(a.dilations) && a.group === 1 && pads.every((p) => p >= 0)) {
+      // With unit strides the transposed convolution is a convolution with the kernel flipped and its
+      // channel axes swapped. Of a constant weight ORT folds that into a new initializer, and Conv gets
+      // the blocked-layout kernel that ConvTranspose lacks (bench:ops' conv input-gradient rows).
+      const [g, w] = e.inputs as [string, string];
+      const [cout, cin] = (t.inputs[1] as Tensor).shape as [number, number];
+      const swapped = e.node("Transpose", [w], { perm: attr.ints([1, 0, 2, 3]) });
+      // Flipping both kernel axes reverses each kernel's kh·kw values in row-major order: a product
+      // with the exchange matrix, which ORT folds with its fast matrix product (Slice with negative
+      // steps made session creation for SD 1.5 twice as long).
+      const k = kh * kw;
+      const exchange = allocate(t.dtype, k * k) as Float32Array | Float64Array;
+      for (let i = 0; i < k; i++) exchange[i * k + (k - 1 - i)] = 1;
+      const rows = e.node("Reshape", [swapped, e.ints([cin * cout, k])]);
+      const reversed = e.node("MatMul", [rows, e.constant(exchange, [k, k], t.dtype)]);
+      const flipped = e.node("Reshape", [reversed, e.ints([cin, cout, kh, kw])]);
+      e.node("Conv", [g, flipped], { pads: attr.ints(pads) }, e.output);
+      return;
+    }
+    e.node("ConvTranspose", e.inputs, { ...emitConvAttrs(a), output_padding: attr.ints(outputPadding) }, e.output);
+  },
   grad: (t, g, needs) => {
     const [, w] = t.inputs as [Tensor, Tensor];
     const a = attrsOf(t);
