@@ -49,7 +49,7 @@ common options:
   --threads N         ONNX Runtime threads (default: all CPUs)
   --unet-weights M    auto (default: shared for models over 1 GiB of weights, else per-session)
                       | shared (one copy fed to all UNet sessions: least memory)
-                      | per-session (ORT's reordered copies: ~10% faster gradients, ~1.5–2× the memory)
+                      | per-session (ORT's own reordered copies: faster for small models, ~1.5× the memory)
 
 invert:
   --method M          nti (default) | npi | ddim | nti-global | nti-conditional

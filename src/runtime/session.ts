@@ -36,10 +36,11 @@ export interface SessionOptions {
   /**
    * How UNet sessions hold the weights. "shared": one host copy, fed to every session (inversion's
    * gradient graph and the editing graphs), which ORT reads in place: least memory (SD 1.5 forward +
-   * gradient at 64×64 6.5 GB instead of 9.4), the gradient about 10% slower. "per-session": each
-   * session holds them as initializers in ORT's reordered, prepacked layouts: fastest, a copy per
-   * session and a second one in a gradient session. "auto" (default): shared for weights over 1 GiB
-   * (Stable Diffusion), per-session for small models, which the per-run feeding would slow down.
+   * gradient at 64×64: 6.5 GB instead of 9.5) and the shortest setup. "per-session": each session
+   * holds them as initializers in ORT's reordered, prepacked layouts: a copy per session and a second
+   * one in a gradient session; faster for small models, where feeding hundreds of weights per run
+   * costs more than the kernels (no speed difference measurable on SD 1.5 on our 2-core VM). "auto"
+   * (default): shared for weights over 1 GiB (Stable Diffusion), per-session below.
    */
   unetWeights?: "auto" | "shared" | "per-session";
 }
