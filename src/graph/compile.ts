@@ -237,7 +237,6 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
         return x.leaf?.kind === "constant" || (x.leaf?.kind === "weight" && !fed.has(x.id));
       },
       ints: (values) => constant(BigInt64Array.from(values.map((v) => BigInt(v))), [values.length], "int64"),
-      constant: (data, dims, dtype) => constant(data, [...dims], dtype),
       scalar: scalarConst,
     };
     op.emit(e, t);

@@ -1,5 +1,5 @@
 /** The interface through which an op writes its ONNX node(s) during compilation. */
-import type { AnyTypedArray, DType } from "./dtype.js";
+import type { DType } from "./dtype.js";
 import type { AttributeValue } from "./onnx_proto.js";
 
 export interface Emit {
@@ -26,8 +26,6 @@ export interface Emit {
   fresh(hint: string): string;
   /** A 1-D int64 constant (shapes, axes, pads), deduplicated across the graph. */
   ints(values: readonly number[]): string;
-  /** A constant tensor, deduplicated across the graph by content. */
-  constant(data: AnyTypedArray, dims: readonly number[], dtype: DType): string;
   /** A scalar constant of the given dtype, deduplicated across the graph. */
   scalar(value: number, dtype: DType): string;
 }

@@ -1,5 +1,4 @@
 /** MatMul, Gemm, Conv and ConvTranspose, with FLOP counts. */
-import { allocate } from "../dtype.js";
 import { attr } from "../emit.js";
 import { apply, type OpDef, type Tensor } from "../tensor.js";
 import { broadcastShapes, mul, unbroadcast } from "./elementwise.js";
@@ -192,19 +191,17 @@ export const ConvTranspose: OpDef = {
     if (e.isConstant(1) && unit(a.strides) && unit(a.dilations) && a.group === 1 && pads.every((p) => p >= 0)) {
       // With unit strides the transposed convolution is a convolution with the kernel flipped and its
       // channel axes swapped. Of a constant weight ORT folds that into a new initializer, and Conv gets
-      // the blocked-layout kernel that ConvTranspose lacks (bench:ops' conv input-gradient rows).
+      // the blocked-layout kernel that ConvTranspose lacks (bench:ops' conv input-gradient rows). The
+      // folding is paid once per session: SD 1.5's gradient session took 126 s to create instead of 61 s.
       const [g, w] = e.inputs as [string, string];
-      const [cout, cin] = (t.inputs[1] as Tensor).shape as [number, number];
       const swapped = e.node("Transpose", [w], { perm: attr.ints([1, 0, 2, 3]) });
-      // Flipping both kernel axes reverses each kernel's kh·kw values in row-major order: a product
-      // with the exchange matrix, which ORT folds with its fast matrix product (Slice with negative
-      // steps made session creation for SD 1.5 twice as long).
-      const k = kh * kw;
-      const exchange = allocate(t.dtype, k * k) as Float32Array | Float64Array;
-      for (let i = 0; i < k; i++) exchange[i * k + (k - 1 - i)] = 1;
-      const rows = e.node("Reshape", [swapped, e.ints([cin * cout, k])]);
-      const reversed = e.node("MatMul", [rows, e.constant(exchange, [k, k], t.dtype)]);
-      const flipped = e.node("Reshape", [reversed, e.ints([cin, cout, kh, kw])]);
+      const flipped = e.node("Slice", [
+        swapped,
+        e.ints([-1, -1]),
+        e.ints([-kh - 1, -kw - 1]),
+        e.ints([2, 3]),
+        e.ints([-1, -1]),
+      ]);
       e.node("Conv", [g, flipped], { pads: attr.ints(pads) }, e.output);
       return;
     }
