@@ -60,10 +60,20 @@ export function availableExecutionProviders(): string[] {
 }
 
 export class Session {
+  /** Weight inputs wrapped once: ORT reads their arrays at every run, so in-place updates take effect. */
+  private readonly weightFeeds: Map<string, ort.Tensor>;
+
   private constructor(
     readonly graph: CompiledGraph,
     private readonly session: ort.InferenceSession,
-  ) {}
+  ) {
+    this.weightFeeds = new Map(
+      graph.weightInputs.map((w) => [
+        w.name,
+        toOrt(graph.name, { name: w.name, shape: [...w.tensor.shape], dtype: w.tensor.dtype }, w.data),
+      ]),
+    );
+  }
 
   static async create(graph: CompiledGraph, options: SessionOptions = {}): Promise<Session> {
     const providers = [...(options.executionProviders ?? []).filter((p) => p !== "cpu"), "cpu"];
@@ -118,7 +128,7 @@ export class Session {
     for (const w of this.graph.weightInputs) {
       const feed = feeds[w.name];
       const spec = { name: w.name, shape: [...w.tensor.shape], dtype: w.tensor.dtype };
-      ortFeeds[w.name] = toOrt(this.graph.name, spec, feed ?? w.data);
+      ortFeeds[w.name] = feed ? toOrt(this.graph.name, spec, feed) : (this.weightFeeds.get(w.name) as ort.Tensor);
     }
     let result: ort.InferenceSession.ReturnType;
     try {
