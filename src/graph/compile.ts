@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { type AnyTypedArray, DTYPES, type DType, halfArrayToFloat32, scalarArray } from "./dtype.js";
-import type { Emit } from "./emit.js";
+import { attr, type Emit } from "./emit.js";
 import { topoSort } from "./grad.js";
 import {
   type AttributeValue,
@@ -276,12 +276,7 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
         opType: "ConstantOfShape",
         inputs: [shape],
         outputs: [zero],
-        attributes: {
-          value: {
-            type: "tensor",
-            value: { name: "", dims: [1], dataType: DTYPES[t.dtype].onnx, rawData: zeroBytes(t.dtype) },
-          },
-        },
+        attributes: { value: attr.zero(t.dtype) },
       });
       elseOutputs.push(spec(zero, t));
       outputSpecs.push(spec(name, t));
@@ -365,10 +360,6 @@ function hostWeight(name: string, src: WeightSource, dtype: DType): AnyTypedArra
   } else throw new Error(`compile: weight '${name}' is stored as ${stored}; feeding it as ${dtype} is not supported`);
   hostCopies.set(src, data);
   return data;
-}
-
-function zeroBytes(dtype: DType): Uint8Array {
-  return new Uint8Array(DTYPES[dtype].bytes);
 }
 
 function readRange(file: string, offset: number, length: number): Uint8Array {

@@ -1,5 +1,5 @@
 /** The interface through which an op writes its ONNX node(s) during compilation. */
-import type { DType } from "./dtype.js";
+import { DTYPES, type DType } from "./dtype.js";
 import type { AttributeValue } from "./onnx_proto.js";
 
 export interface Emit {
@@ -36,4 +36,9 @@ export const attr = {
   ints: (value: readonly number[]): AttributeValue => ({ type: "ints", value: [...value] }),
   floats: (value: readonly number[]): AttributeValue => ({ type: "floats", value: [...value] }),
   string: (value: string): AttributeValue => ({ type: "string", value }),
+  /** A one-element zero tensor: ConstantOfShape's `value` for zeros of `dtype`. */
+  zero: (dtype: DType): AttributeValue => ({
+    type: "tensor",
+    value: { name: "", dims: [1], dataType: DTYPES[dtype].onnx, rawData: new Uint8Array(DTYPES[dtype].bytes) },
+  }),
 };

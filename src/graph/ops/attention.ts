@@ -118,18 +118,7 @@ const AttentionCoreGrad: OpDef = {
     const swap = (x: string, r: number) => e.node("Transpose", [x], { perm: attr.ints(swapPerm(r)) });
     const k = swap(kt, ktT.rank); // [.., Nk, d]
     const vt = swap(v, vT.rank); // [.., dv, Nk]
-    const zeros = (shape: number[]) =>
-      e.node("ConstantOfShape", [e.ints(shape)], {
-        value: {
-          type: "tensor",
-          value: {
-            name: "",
-            dims: [1],
-            dataType: DTYPES[t.dtype].onnx,
-            rawData: new Uint8Array(DTYPES[t.dtype].bytes),
-          },
-        },
-      });
+    const zeros = (shape: number[]) => e.node("ConstantOfShape", [e.ints(shape)], { value: attr.zero(t.dtype) });
     const dktShape = [...dm.batch, dm.d, dm.nk];
     const dvtShape = [...dm.batch, dm.dv, dm.nk];
     const [dkt, dvt, blocks] = rowLoop(
