@@ -5,19 +5,16 @@
  * measured per-call costs on this machine (bench:unet's PyTorch figures) sum to for the same calls.
  * Usage: npm run bench:invert [-- --size 256|512] [-- --json]
  */
-import fs from "node:fs";
-import path from "node:path";
-import { makeRandomSD15 } from "../scripts/make-random-sd15.js";
 import { NullTextPipeline } from "../src/pipeline.js";
 import { argValue, peakRssGb, printTable, wantsJson } from "./common.js";
+import { randomSD15 } from "./sd15.js";
 
-const MODEL = path.resolve(import.meta.dirname, "..", ".cache", "sd15-random");
 /** PyTorch 1.13 per call on this machine (seconds): forward, and forward + VJP to the context. */
 const TORCH = { 256: { forward: 5.5, vjp: 11.7 }, 512: { forward: 23.2, vjp: 50.1 } } as const;
 
 const size = Number(argValue("--size") ?? 256) as 256 | 512;
 if (!(size in TORCH)) throw new Error("--size must be 256 or 512");
-if (!fs.existsSync(path.join(MODEL, "unet", "diffusion_pytorch_model.safetensors"))) makeRandomSD15(MODEL);
+const MODEL = randomSD15();
 
 const t0 = performance.now();
 const pipe = await NullTextPipeline.load(MODEL, { resolution: size });

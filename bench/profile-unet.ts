@@ -8,28 +8,20 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import * as ort from "onnxruntime-node";
-import { makeRandomSD15 } from "../scripts/make-random-sd15.js";
 import * as G from "../src/graph/index.js";
 import { loadStableDiffusion } from "../src/models/loader.js";
 import { argValue, printTable, randomArray, wantsJson } from "./common.js";
+import { randomSD15, unetGraph } from "./sd15.js";
 
-const MODEL = path.resolve(import.meta.dirname, "..", ".cache", "sd15-random");
 const latent = Number(argValue("--latent") ?? 32);
 const weights = argValue("--weights") ?? "shared";
 if (weights !== "shared" && weights !== "per-session") throw new Error(`--weights ${weights}: shared or per-session`);
-if (!fs.existsSync(path.join(MODEL, "unet", "diffusion_pytorch_model.safetensors"))) makeRandomSD15(MODEL);
 
-const model = await loadStableDiffusion(MODEL);
-const sample = G.input("sample", [1, 4, latent, latent]);
-const timestep = G.input("timestep", [1]);
-const context = G.input("context", [1, 77, 768]);
-const cotangent = G.input("cotangent", [1, 4, latent, latent]);
-const eps = model.unet.forward(sample, timestep, context);
-const [vjp] = G.vjp([eps], [cotangent], [context]);
-const compiled = G.compile(
-  { eps, vjp: vjp as G.Tensor },
-  { name: "unet_profile", frozenWeights: weights === "shared" ? "inputs" : "initializers" },
-);
+const model = await loadStableDiffusion(randomSD15());
+const compiled = G.compile(unetGraph(model.unet, latent, true), {
+  name: "unet_profile",
+  frozenWeights: weights === "shared" ? "inputs" : "initializers",
+});
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nulltext-profile-"));
 const options = {
   executionProviders: ["cpu"],

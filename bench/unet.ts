@@ -11,15 +11,12 @@
  *        [-- --no-prepack] [-- --mem-pattern | --no-mem-pattern] (ORT memory/speed trade-offs)
  */
 import { spawnSync } from "node:child_process";
-import fs from "node:fs";
-import path from "node:path";
-import { makeRandomSD15 } from "../scripts/make-random-sd15.js";
 import * as G from "../src/graph/index.js";
 import { loadStableDiffusion } from "../src/models/loader.js";
 import { Session } from "../src/runtime/session.js";
 import { argValue, median, peakRssGb, printTable, randomArray, wantsJson } from "./common.js";
+import { randomSD15, SD15_MODEL, unetGraph } from "./sd15.js";
 
-const MODEL = path.resolve(import.meta.dirname, "..", ".cache", "sd15-random");
 const ROWS = {
   fwd64: { latent: 64, grad: false, weights: "shared", torchSeconds: 23.2 },
   fwd32: { latent: 32, grad: false, weights: "shared", torchSeconds: 5.5 },
@@ -46,17 +43,9 @@ interface RowResult {
 async function runRow(name: RowName, runs: number): Promise<RowResult> {
   const row = ROWS[name];
   const t0 = performance.now();
-  const model = await loadStableDiffusion(MODEL);
+  const model = await loadStableDiffusion(SD15_MODEL);
   const s = row.latent;
-  const sample = G.input("sample", [1, 4, s, s]);
-  const timestep = G.input("timestep", [1]);
-  const context = G.input("context", [1, 77, 768]);
-  const out = model.unet.forward(sample, timestep, context);
-  const outputs: Record<string, G.Tensor> = { out };
-  if (row.grad) {
-    const cotangent = G.input("cotangent", [1, 4, s, s]);
-    outputs.vjp = G.vjp([out], [cotangent], [context])[0] as G.Tensor;
-  }
+  const outputs = unetGraph(model.unet, s, row.grad);
   const compiled = G.compile(outputs, {
     name: `unet_${name}`,
     frozenWeights: row.weights === "shared" ? "inputs" : "initializers",
@@ -105,10 +94,7 @@ const runs = Number(argValue("--runs") ?? 3);
 if (single) {
   console.log(JSON.stringify(await runRow(single, runs)));
 } else {
-  if (!fs.existsSync(path.join(MODEL, "unet", "diffusion_pytorch_model.safetensors"))) {
-    console.error(`bench:unet: generating random SD 1.5 weights in ${MODEL} (once)`);
-    makeRandomSD15(MODEL);
-  }
+  randomSD15();
   const names = (argValue("--rows")?.split(",") ?? Object.keys(ROWS)) as RowName[];
   const results: RowResult[] = [];
   for (const name of names) {
