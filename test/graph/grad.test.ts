@@ -7,6 +7,27 @@ import * as G from "../../src/graph/index.js";
 import { Session } from "../../src/runtime/session.js";
 import { evaluate } from "./harness.js";
 
+/**
+ * Weights read from a raw little-endian file in `dir`: w, the float32 matrix [[1, 2, 3], [4, 5, 6]] at
+ * byte `f32At`, and b, the float16 vector [0.5, −2, 0.25] at `f16At`, upcast to float32.
+ */
+function fileWeights(dir: string, f32At: number, f16At: number): { w: G.Tensor; b: G.Tensor } {
+  const file = path.join(dir, "weights.bin");
+  const buf = Buffer.alloc(Math.max(f32At + 24, f16At + 6));
+  Float32Array.of(1, 2, 3, 4, 5, 6).forEach((v, i) => buf.writeFloatLE(v, f32At + 4 * i));
+  G.float32ArrayToHalf(Float32Array.of(0.5, -2, 0.25)).forEach((v, i) => buf.writeUInt16LE(v, f16At + 2 * i));
+  fs.writeFileSync(file, buf);
+  return {
+    w: G.weight("w", [2, 3], { kind: "file", path: file, offset: f32At, byteLength: 24, dtype: "float32" }),
+    b: G.weight(
+      "b",
+      [3],
+      { kind: "file", path: file, offset: f16At, byteLength: 6, dtype: "float16" },
+      { dtype: "float32" },
+    ),
+  };
+}
+
 describe("grad", () => {
   it("refuses to differentiate with respect to an integer input", () => {
     const ids = G.input("ids", [3], "int64");
@@ -183,20 +204,8 @@ describe("compile and run", () => {
 
   it("puts big weights in external data, referencing a file in place and converting float16 through a Cast", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nulltext-ext-"));
-    // A raw little-endian file holding a float32 matrix at offset 16 and a float16 vector at offset 64.
-    const file = path.join(dir, "weights.bin");
-    const buf = Buffer.alloc(128);
-    Float32Array.of(1, 2, 3, 4, 5, 6).forEach((v, i) => buf.writeFloatLE(v, 16 + 4 * i));
-    G.float32ArrayToHalf(Float32Array.of(0.5, -2, 0.25)).forEach((v, i) => buf.writeUInt16LE(v, 64 + 2 * i));
-    fs.writeFileSync(file, buf);
+    const { w, b } = fileWeights(dir, 16, 64);
     const x = G.input("x", [1, 2], "float32");
-    const w = G.weight("w", [2, 3], { kind: "file", path: file, offset: 16, byteLength: 24, dtype: "float32" });
-    const b = G.weight(
-      "b",
-      [3],
-      { kind: "file", path: file, offset: 64, byteLength: 6, dtype: "float16" },
-      { dtype: "float32" },
-    );
     const big = G.weight("big", [4], Float32Array.of(1, 1, 1, 1));
     const y = G.add(G.matmul(x, w), b);
     const compiled = G.compile({ y, z: G.reduceSum(big) }, { externalDir: dir, inlineLimitBytes: 0, name: "ext" });
@@ -211,19 +220,8 @@ describe("compile and run", () => {
 
   it("feeds frozen weights as graph inputs on request: same values, one host copy per source", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nulltext-fed-"));
-    const file = path.join(dir, "weights.bin");
-    const buf = Buffer.alloc(64);
-    Float32Array.of(1, 2, 3, 4, 5, 6).forEach((v, i) => buf.writeFloatLE(v, 4 + 4 * i)); // unaligned on purpose
-    G.float32ArrayToHalf(Float32Array.of(0.5, -2, 0.25)).forEach((v, i) => buf.writeUInt16LE(v, 40 + 2 * i));
-    fs.writeFileSync(file, buf);
+    const { w, b } = fileWeights(dir, 4, 40); // the float32 matrix not 8-aligned in the file, on purpose
     const x = G.input("x", [1, 2], "float32");
-    const w = G.weight("w", [2, 3], { kind: "file", path: file, offset: 4, byteLength: 24, dtype: "float32" });
-    const b = G.weight(
-      "b",
-      [3],
-      { kind: "file", path: file, offset: 40, byteLength: 6, dtype: "float16" },
-      { dtype: "float32" },
-    );
     const y = G.add(G.matmul(x, w), b);
     const fed = G.compile({ y }, { frozenWeights: "inputs" });
     const embedded = G.compile({ y });

@@ -102,6 +102,10 @@ const convOpts = (
 });
 
 /** A convolution whose weight is a constant of the graph (as frozen model weights are): only x varies. */
+/** An additive causal mask [n, n]: −∞ above the diagonal. */
+const causalMask = (n: number) =>
+  Float64Array.from({ length: n * n }, (_, i) => (i % n > Math.floor(i / n) ? Number.NEGATIVE_INFINITY : 0));
+
 const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
 function constantWeightConvCase(name: string, x: number[], w: number[], o: Parameters<typeof convOpts>[0]): OpCase {
@@ -611,15 +615,11 @@ const cases: OpCase[] = [
     forwardTolerance: 1e-8,
     inputs: [sh(1, 4, 4), sh(1, 4, 4), sh(1, 4, 4)],
     build: ([q, k, v]) => {
-      const mask = Float64Array.from({ length: 16 }, (_, i) =>
-        i % 4 > Math.floor(i / 4) ? Number.NEGATIVE_INFINITY : 0,
-      );
+      const mask = causalMask(4);
       return G.attention(q!, k!, v!, { heads: 2, mask: G.constant(mask, [4, 4]), recompute: true });
     },
     reference: ([q, k, v]) => {
-      const mask = Float64Array.from({ length: 16 }, (_, i) =>
-        i % 4 > Math.floor(i / 4) ? Number.NEGATIVE_INFINITY : 0,
-      );
+      const mask = causalMask(4);
       return attentionRef(q!, k!, v!, 2, { shape: [4, 4], data: mask });
     },
   },
@@ -637,15 +637,11 @@ const cases: OpCase[] = [
     forwardTolerance: 1e-8,
     inputs: [sh(1, 6, 4), sh(1, 6, 4), sh(1, 6, 4)],
     build: ([q, k, v]) => {
-      const mask = Float64Array.from({ length: 36 }, (_, i) =>
-        i % 6 > Math.floor(i / 6) ? Number.NEGATIVE_INFINITY : 0,
-      );
+      const mask = causalMask(6);
       return G.attention(q!, k!, v!, { heads: 2, mask: G.constant(mask, [6, 6]), recompute: true, blockRows: 3 });
     },
     reference: ([q, k, v]) => {
-      const mask = Float64Array.from({ length: 36 }, (_, i) =>
-        i % 6 > Math.floor(i / 6) ? Number.NEGATIVE_INFINITY : 0,
-      );
+      const mask = causalMask(6);
       return attentionRef(q!, k!, v!, 2, { shape: [6, 6], data: mask });
     },
   },
@@ -654,15 +650,11 @@ const cases: OpCase[] = [
     dtype: "float64",
     inputs: [sh(1, 4, 4), sh(1, 4, 4), sh(1, 4, 4)],
     build: ([q, k, v]) => {
-      const mask = Float64Array.from({ length: 16 }, (_, i) =>
-        i % 4 > Math.floor(i / 4) ? Number.NEGATIVE_INFINITY : 0,
-      );
+      const mask = causalMask(4);
       return G.attention(q!, k!, v!, { heads: 1, mask: G.constant(mask, [4, 4]) });
     },
     reference: ([q, k, v]) => {
-      const mask = Float64Array.from({ length: 16 }, (_, i) =>
-        i % 4 > Math.floor(i / 4) ? Number.NEGATIVE_INFINITY : 0,
-      );
+      const mask = causalMask(4);
       return attentionRef(q!, k!, v!, 1, { shape: [4, 4], data: mask });
     },
   },
