@@ -6,7 +6,7 @@
  * measured times on this machine (PyTorch 1.13, oneDNN, 2 threads; from the project's issue).
  * Rows run with the UNet weights as the pipeline holds them by default, one host copy fed to the
  * session ("shared"); the "-own" rows with the weights inside the session as initializers, which
- * ORT reorders and prepacks per kernel ("per-session": faster forward, a second copy with gradients).
+ * ORT reorders and prepacks per kernel ("per-session": a second copy in a gradient session).
  * Usage: npm run bench:unet [-- --json] [-- --runs N] [-- --rows fwd64,grad64]
  *        [-- --no-prepack] [-- --mem-pattern | --no-mem-pattern] (ORT memory/speed trade-offs)
  */

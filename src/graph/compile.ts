@@ -340,7 +340,7 @@ function defaultExternalDir(): string {
 }
 
 /**
- * A frozen weight's values in host memory as `dtype`, read (and converted from float16 or bfloat16)
+ * A frozen weight's values in host memory as `dtype`, read (and converted from float16)
  * once per source and shared by every graph compiled from it.
  */
 const hostCopies = new WeakMap<WeightSource, AnyTypedArray>();
