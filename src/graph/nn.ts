@@ -96,6 +96,7 @@ export interface AttentionOptions {
   blockRows?: number;
 }
 
+/** Scores this large or larger are recomputed in the backward, in blocks no larger. */
 const ATTENTION_BLOCK_BYTES = 64 * 2 ** 20;
 
 /** The most query rows, dividing Nq, whose scores (batch·Nk values each) fit in one block; Nq when only tiny blocks would. */
@@ -119,7 +120,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions):
   const scale = o.scale ?? 1 / Math.sqrt(d);
   const kt = transpose(reshape(k, [b, nk, o.heads, d]), [0, 2, 3, 1]);
   const vh = heads(v, nk);
-  const big = b * o.heads * nq * nk * 4 >= 64 * 2 ** 20;
+  const big = b * o.heads * nq * nk * 4 >= ATTENTION_BLOCK_BYTES;
   let out: Tensor; // [B, H, Nq, d]
   if (!o.probsHook && (o.recompute === true || (o.recompute !== false && big))) {
     out = attentionCore(heads(q, nq), kt, vh, scale, o.mask, o.blockRows ?? blockRows(b * o.heads, nq, nk));
