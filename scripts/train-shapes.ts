@@ -23,7 +23,7 @@ const options = {
   outDir,
   tokenizer: await ClipTokenizer.fromFolder(tokenizerDir),
   seed: Number(arg("seed", "1")),
-  vaeSteps: Number(arg("vae-steps", "3000")),
+  vaeSteps: Number(arg("vae-steps", "1500")),
   vaeBatch: 16,
   scenes: Number(arg("scenes", "40000")),
   unetSteps: Number(arg("unet-steps", "4500")),

@@ -12,7 +12,7 @@ import { toTensor } from "../image/index.js";
 import { CLIPTextModel, parseCLIPTextConfig } from "../models/clip_text.js";
 import type { ClipTokenizer } from "../models/clip_tokenizer.js";
 import { type SafetensorsTensor, writeSafetensors } from "../models/safetensors.js";
-import { parseUNetConfig, UNet2DConditionModel } from "../models/unet.js";
+import { type AttentionHook, parseUNetConfig, UNet2DConditionModel } from "../models/unet.js";
 import { AutoencoderKL, parseVAEConfig } from "../models/vae.js";
 import { WeightStore } from "../models/weights.js";
 import { float32Output, Session } from "../runtime/session.js";
@@ -20,6 +20,7 @@ import { randomScene, renderScene, scenePrompt } from "../scenes/index.js";
 import { ddimAlphasCumprod, parseDDIMConfig } from "../schedulers/ddim.js";
 import { gaussianArray, Rng } from "../util/rng.js";
 import { loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
+import { type SceneGrounding, sceneGrounding, tokenGroundingLoss, writeGrounding } from "./grounding.js";
 import { trainLoop } from "./loop.js";
 import { SHAPES_CONFIGS, SHAPES_IMAGE_SIZE } from "./shapes_config.js";
 
@@ -149,7 +150,44 @@ function std(x: Float32Array): number {
   return Math.sqrt(s2 / x.length - mean * mean);
 }
 
-/** Phase 3: text encoder and UNet, ε-prediction on scaled latents (Ho et al. 2020, Algorithm 1). */
+/** Recorded in the UNet checkpoint, so that a resume never continues another recipe's run. */
+const UNET_RECIPE = "eps, min-snr-5, stratified-t, token-grounding-0.02";
+
+/** Weight of the token grounding loss (grounding.ts) against the ε loss. */
+export const GROUNDING_WEIGHT = 0.02;
+
+/** γ of the Min-SNR loss weighting (Hang et al. 2023 use 5). */
+export const MIN_SNR_GAMMA = 5;
+
+/**
+ * Min-SNR-γ weight of one sample's ε-prediction loss (Hang et al. 2023, "Efficient Diffusion Training
+ * via Min-SNR Weighting Strategy", eq. 8 rewritten for ε): min(SNR(t), γ) / SNR(t) with
+ * SNR(t) = ᾱ_t / (1 − ᾱ_t). Low-noise steps, whose ε-loss is large and conflicting, stop dominating the
+ * gradient; the high-noise steps that decide layout, shape and colour keep weight 1.
+ */
+export function minSnrWeight(alphaBar: number, gamma: number): number {
+  const snr = alphaBar / (1 - alphaBar);
+  return Math.min(snr, gamma) / snr;
+}
+
+/**
+ * One timestep per sample of a batch, stratified: sample i is drawn uniformly from the i-th of `count`
+ * equal slices of [0, T), then the batch is shuffled. Every batch covers the whole noise range, which
+ * lowers the variance of the gradient against independent uniform draws (the same marginal, uniform t).
+ */
+export function stratifiedTimesteps(rng: Rng, count: number, T: number): number[] {
+  const out = Array.from({ length: count }, (_, i) => Math.min(T - 1, Math.floor(((i + rng.next()) * T) / count)));
+  for (let i = count - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    [out[i], out[j]] = [out[j] as number, out[i] as number];
+  }
+  return out;
+}
+
+/**
+ * Phase 3: text encoder and UNet, ε-prediction on scaled latents (Ho et al. 2020, Algorithm 1), with the
+ * Min-SNR-γ weighting and stratified timesteps above.
+ */
 export async function trainUnet(
   o: ShapesTrainingOptions,
   data: { latents: Float32Array; prompts: string[]; scalingFactor: number },
@@ -180,10 +218,30 @@ export async function trainUnet(
   const t = G.input("timestep", [B]);
   const a = G.input("sqrt_alpha_bar", [B, 1, 1, 1]);
   const b = G.input("sqrt_one_minus_alpha_bar", [B, 1, 1, 1]);
+  const w = G.input("loss_weight", [B, 1, 1, 1]);
+  // Token grounding on the cross-attention of every level that has it (the mid block's 2×2 or 4×4 excepted).
+  const K = textConfig.max_position_embeddings;
+  const groundRes = unetConfig.down_block_types.flatMap((type, i) =>
+    type === "CrossAttnDownBlock2D" ? [hw / 2 ** i] : [],
+  );
+  const groundTokens = G.input("ground_tokens", [B, 1, 1, K]);
+  const groundRegions = new Map(groundRes.map((r) => [r, G.input(`ground_region_${r}`, [B, 1, r * r, K])]));
+  const groundTerms: G.Tensor[] = [];
+  const hook: AttentionHook = (probs, site) => {
+    const region = groundRegions.get(site.resolution[0]);
+    if (site.kind === "cross" && site.place !== "mid" && region)
+      groundTerms.push(tokenGroundingLoss(probs, region, groundTokens));
+    return probs;
+  };
   const zt = G.add(G.mul(a, z0), G.mul(b, noise));
-  const eps = unet.forward(zt, t, text.forward(ids));
+  const eps = unet.forward(zt, t, text.forward(ids), { attentionHook: hook });
   const diff = G.sub(eps, noise);
-  const loss = G.reduceMean(G.mul(diff, diff));
+  const epsLoss = G.reduceMean(G.mul(w, G.mul(diff, diff)));
+  const groundLoss = G.div(
+    groundTerms.reduce((x, y) => G.add(x, y)),
+    groundTerms.length,
+  );
+  const loss = G.add(epsLoss, G.mul(groundLoss, GROUNDING_WEIGHT));
   // One key space for both models in the optimiser and the checkpoint.
   const params = new Map<string, G.Tensor>();
   const arrays = new Map<string, Float32Array>();
@@ -200,6 +258,12 @@ export async function trainUnet(
     for (const [k, v] of arrays) if (!all.has(k)) all.set(k, v);
     return split(all);
   };
+  if (resume && resume.extra.recipe !== UNET_RECIPE) {
+    throw new Error(
+      `${file} was written by training recipe ${JSON.stringify(resume.extra.recipe ?? "min-snr-less (before 2026-11-24)")}, ` +
+        `this code trains ${JSON.stringify(UNET_RECIPE)}: move the file away (or pass --work DIR) to train from scratch`,
+    );
+  }
   if (resume?.extra.done) {
     o.log(`unet: done (${resume.step} steps), using ${file}`);
     return withFrozen(resume.ema);
@@ -216,9 +280,19 @@ export async function trainUnet(
   };
   const empty = tokens("");
   const count = data.prompts.length;
+  const groundingCache = new Map<number, SceneGrounding>();
+  const grounding = (k: number) => {
+    let g = groundingCache.get(k);
+    if (!g) {
+      g = sceneGrounding(randomScene(TRAIN_SEED_BASE + k, { objects: "any" }), o.tokenizer, S, groundRes);
+      groundingCache.set(k, g);
+    }
+    return g;
+  };
   const state = await trainLoop({
     phase: "unet",
     loss,
+    metrics: { eps: epsLoss, ground: groundLoss },
     params,
     arrays,
     steps: o.unetSteps,
@@ -233,19 +307,35 @@ export async function trainUnet(
       const ts = new Float32Array(B);
       const sa = new Float32Array(B);
       const sb = new Float32Array(B);
+      const lw = new Float32Array(B);
+      const steps = stratifiedTimesteps(rng, B, alphas.length);
+      const gTokens = new Float32Array(B * K);
+      const gRegions = new Map(groundRes.map((r) => [r, new Float32Array(B * r * r * K)]));
       for (let i = 0; i < B; i++) {
         const k = rng.int(count);
         const src = data.latents.subarray(k * latentSize, (k + 1) * latentSize);
         for (let j = 0; j < latentSize; j++) latents[i * latentSize + j] = (src[j] as number) * data.scalingFactor;
         // 10% of prompts dropped to "" so the model also learns the unconditional ε (classifier-free guidance)
-        const id = rng.next() < 0.1 ? empty : tokens(data.prompts[k] as string);
+        const dropped = rng.next() < 0.1;
+        const id = dropped ? empty : tokens(data.prompts[k] as string);
+        if (!dropped)
+          writeGrounding(
+            grounding(k),
+            K,
+            gTokens.subarray(i * K, (i + 1) * K),
+            new Map(
+              groundRes.map((r) => [r, (gRegions.get(r) as Float32Array).subarray(i * r * r * K, (i + 1) * r * r * K)]),
+            ),
+          );
         id.forEach((v, j) => {
           idData[i * textConfig.max_position_embeddings + j] = BigInt(v);
         });
-        const tt = rng.int(1000);
+        const tt = steps[i] as number;
+        const alphaBar = alphas[tt] as number;
         ts[i] = tt;
-        sa[i] = Math.sqrt(alphas[tt] as number);
-        sb[i] = Math.sqrt(1 - (alphas[tt] as number));
+        sa[i] = Math.sqrt(alphaBar);
+        sb[i] = Math.sqrt(1 - alphaBar);
+        lw[i] = minSnrWeight(alphaBar, MIN_SNR_GAMMA);
       }
       return {
         input_ids: idData,
@@ -254,10 +344,14 @@ export async function trainUnet(
         timestep: ts,
         sqrt_alpha_bar: sa,
         sqrt_one_minus_alpha_bar: sb,
+        loss_weight: lw,
+        ground_tokens: gTokens,
+        ...Object.fromEntries(groundRes.map((r) => [`ground_region_${r}`, gRegions.get(r) as Float32Array])),
       };
     },
     checkpointFile: file,
     resume,
+    extra: { recipe: UNET_RECIPE },
     threads: o.threads,
     log: o.log,
   });
