@@ -52,7 +52,7 @@ describe("token grounding loss", () => {
       G.input("tokens", [B, 1, 1, L]),
     );
     const out = await evaluate({ loss }, { probs, region, tokens });
-    return (out.loss?.data as Float32Array)[0] as number;
+    return (out.loss!.data as Float32Array)[0] as number;
   };
 
   it("is the mean over supervised tokens of (1 − attention inside / attention in all)²", async () => {
