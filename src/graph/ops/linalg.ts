@@ -237,13 +237,17 @@ function convInputGrad(g: Tensor, w: Tensor, xShape: readonly number[], a: ConvA
 /**
  * dL/dw of a convolution, as an im2col product: the kh·kw strided windows of the padded input
  * are stacked along channels and contracted with the cotangent in one GEMM per group
- * (measured ~2.8× faster on ORT CPU than a Conv over transposed tensors).
+ * (measured ~2.8× faster on ORT CPU than a Conv over transposed tensors). With a batch, the input is
+ * first laid out channels-first ([C, B, H, W]) so that the GEMM contracts over B·Ho·Wo at once.
  */
 function convWeightGrad(x: Tensor, g: Tensor, wShape: readonly number[], a: ConvAttrs): Tensor {
   const [o, cg, kh, kw] = wShape as [number, number, number, number];
   const bsz = x.shape[0] as number;
   const [, , ho, wo] = g.shape as [number, number, number, number];
   const xp = pad(x, [0, 0, a.pads[0], a.pads[1], 0, 0, a.pads[2], a.pads[3]]);
+  // [B, C, H, W] for one sample (the unit batch axis is free); [C, B, H, W] for several
+  const channelAxis = bsz === 1 ? 1 : 0;
+  const src = bsz === 1 ? xp : transpose(xp, [1, 0, 2, 3]);
   const windows: Tensor[] = [];
   for (let i = 0; i < kh; i++) {
     for (let j = 0; j < kw; j++) {
@@ -251,7 +255,7 @@ function convWeightGrad(x: Tensor, g: Tensor, wShape: readonly number[], a: Conv
       const left = j * a.dilations[1];
       windows.push(
         slice(
-          xp,
+          src,
           [top, left],
           [top + a.strides[0] * (ho - 1) + 1, left + a.strides[1] * (wo - 1) + 1],
           [2, 3],
@@ -261,19 +265,15 @@ function convWeightGrad(x: Tensor, g: Tensor, wShape: readonly number[], a: Conv
     }
   }
   const og = o / a.group;
+  const positions = bsz * ho * wo;
   const perGroup: Tensor[] = [];
   for (let gi = 0; gi < a.group; gi++) {
-    const xs = a.group === 1 ? windows : windows.map((win) => slice(win, [gi * cg], [(gi + 1) * cg], [1]));
+    const xs = a.group === 1 ? windows : windows.map((win) => slice(win, [gi * cg], [(gi + 1) * cg], [channelAxis]));
     const gg = a.group === 1 ? g : slice(g, [gi * og], [(gi + 1) * og], [1]);
-    // cols: [B, kh·kw·Cg, Ho·Wo]; cotangent: [B, Og, Ho·Wo]
-    const cols = reshape(concat(xs, 1), [bsz, kh * kw * cg, ho * wo]);
-    const gm = reshape(gg, [bsz, og, ho * wo]);
-    let dw: Tensor; // [Og, kh·kw·Cg]
-    if (bsz === 1) {
-      dw = gemm(reshape(gm, [og, ho * wo]), reshape(cols, [kh * kw * cg, ho * wo]), { transB: true });
-    } else {
-      dw = reduceSum(matmul(gm, transpose(cols, [0, 2, 1])), [0]);
-    }
+    // cols: [kh·kw·Cg, B·Ho·Wo]; cotangent: [Og, B·Ho·Wo]
+    const cols = reshape(concat(xs, channelAxis), [kh * kw * cg, positions]);
+    const gm = reshape(bsz === 1 ? gg : transpose(gg, [1, 0, 2, 3]), [og, positions]);
+    const dw = gemm(gm, cols, { transB: true }); // [Og, kh·kw·Cg]
     perGroup.push(transpose(reshape(dw, [og, kh, kw, cg]), [0, 3, 1, 2]));
   }
   return concat(perGroup, 0);
