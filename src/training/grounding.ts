@@ -59,22 +59,24 @@ export function sceneGrounding(
 }
 
 /**
- * Writes one sample's inputs of tokenGroundingLoss: `tokens` [L] and each resolution's `regions`
- * [r·r, L] (zero-filled by the caller; a sample left unwritten is not supervised).
+ * Writes sample `i` of a batch's inputs of tokenGroundingLoss: `tokens` [B, L] and each resolution's
+ * `regions` [B, r·r, L] (zero-filled by the caller; a sample left unwritten is not supervised).
  */
 export function writeGrounding(
   g: SceneGrounding,
+  i: number,
   maxTokens: number,
   tokens: Float32Array,
   regions: Map<number, Float32Array>,
 ): void {
   for (const { position, object } of g.tokens) {
     if (position >= maxTokens) continue;
-    tokens[position] = 1;
+    tokens[i * maxTokens + position] = 1;
     for (const [r, region] of regions) {
       const touched = g.cells.get(r)?.[object];
       if (!touched) throw new Error(`grounding: no cells at resolution ${r} for object ${object}`);
-      for (let u = 0; u < r * r; u++) region[u * maxTokens + position] = touched[u] as number;
+      const base = i * r * r * maxTokens;
+      for (let u = 0; u < r * r; u++) region[base + u * maxTokens + position] = touched[u] as number;
     }
   }
 }

@@ -2,7 +2,8 @@
  * Training the built-in model on procedural scenes (`npm run train:shapes`), in three resumable
  * phases on the graph layer: (1) the VAE, (2) encoding a fixed set of training scenes to latents,
  * (3) the text encoder and UNet together with the SD noise schedule, ε-prediction and 10%
- * empty-prompt dropout for classifier-free guidance (Ho & Salimans 2022). Everything is seeded.
+ * empty-prompt dropout for classifier-free guidance (Ho & Salimans 2022), Min-SNR-γ loss weights,
+ * stratified timesteps and token grounding of the object words' cross-attention. Everything is seeded.
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -186,7 +187,8 @@ export function stratifiedTimesteps(rng: Rng, count: number, T: number): number[
 
 /**
  * Phase 3: text encoder and UNet, ε-prediction on scaled latents (Ho et al. 2020, Algorithm 1), with the
- * Min-SNR-γ weighting and stratified timesteps above.
+ * Min-SNR-γ weighting and stratified timesteps above, plus the token grounding loss (grounding.ts)
+ * weighted by GROUNDING_WEIGHT.
  */
 export async function trainUnet(
   o: ShapesTrainingOptions,
@@ -212,15 +214,15 @@ export async function trainUnet(
   const L = unetConfig.in_channels;
   const hw = S / 4;
   const latentSize = L * hw * hw;
-  const ids = G.input("input_ids", [B, textConfig.max_position_embeddings], "int64");
+  const K = textConfig.max_position_embeddings;
+  const ids = G.input("input_ids", [B, K], "int64");
   const z0 = G.input("latents", [B, L, hw, hw]);
   const noise = G.input("noise", [B, L, hw, hw]);
   const t = G.input("timestep", [B]);
   const a = G.input("sqrt_alpha_bar", [B, 1, 1, 1]);
   const b = G.input("sqrt_one_minus_alpha_bar", [B, 1, 1, 1]);
   const w = G.input("loss_weight", [B, 1, 1, 1]);
-  // Token grounding on the cross-attention of every level that has it (the mid block's 2×2 or 4×4 excepted).
-  const K = textConfig.max_position_embeddings;
+  // Token grounding on the cross-attention of every level that has it (the mid block's excepted).
   const groundRes = unetConfig.down_block_types.flatMap((type, i) =>
     type === "CrossAttnDownBlock2D" ? [hw / 2 ** i] : [],
   );
@@ -260,7 +262,7 @@ export async function trainUnet(
   };
   if (resume && resume.extra.recipe !== UNET_RECIPE) {
     throw new Error(
-      `${file} was written by training recipe ${JSON.stringify(resume.extra.recipe ?? "min-snr-less (before 2026-11-24)")}, ` +
+      `${file} was written by training recipe ${JSON.stringify(resume.extra.recipe ?? "none recorded (plain ε loss, before recipes were recorded)")}, ` +
         `this code trains ${JSON.stringify(UNET_RECIPE)}: move the file away (or pass --work DIR) to train from scratch`,
     );
   }
@@ -303,7 +305,7 @@ export async function trainUnet(
     batch: (step) => {
       const rng = new Rng(o.seed * 104729 + step);
       const latents = new Float32Array(B * latentSize);
-      const idData = new BigInt64Array(B * textConfig.max_position_embeddings);
+      const idData = new BigInt64Array(B * K);
       const ts = new Float32Array(B);
       const sa = new Float32Array(B);
       const sb = new Float32Array(B);
@@ -318,17 +320,9 @@ export async function trainUnet(
         // 10% of prompts dropped to "" so the model also learns the unconditional ε (classifier-free guidance)
         const dropped = rng.next() < 0.1;
         const id = dropped ? empty : tokens(data.prompts[k] as string);
-        if (!dropped)
-          writeGrounding(
-            grounding(k),
-            K,
-            gTokens.subarray(i * K, (i + 1) * K),
-            new Map(
-              groundRes.map((r) => [r, (gRegions.get(r) as Float32Array).subarray(i * r * r * K, (i + 1) * r * r * K)]),
-            ),
-          );
+        if (!dropped) writeGrounding(grounding(k), i, K, gTokens, gRegions);
         id.forEach((v, j) => {
-          idData[i * textConfig.max_position_embeddings + j] = BigInt(v);
+          idData[i * K + j] = BigInt(v);
         });
         const tt = steps[i] as number;
         const alphaBar = alphas[tt] as number;

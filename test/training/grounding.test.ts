@@ -90,7 +90,7 @@ describe("grounding targets of a scene", () => {
     const K = 77;
     const tokens = new Float32Array(K);
     const regions = new Map([16, 8].map((r) => [r, new Float32Array(r * r * K)]));
-    writeGrounding(g, K, tokens, regions);
+    writeGrounding(g, 0, K, tokens, regions);
     expect([...tokens.keys()].filter((k) => tokens[k])).toEqual([2, 3, 6, 7]);
 
     // The circle: centre (19.2, 38.4) px, radius 7.68 px. A cell whose square comes closer to the centre
