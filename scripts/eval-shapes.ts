@@ -35,7 +35,11 @@ if (wantsJson()) {
 } else {
   console.log(`eval:shapes — seeds ${r.seeds[0]}..${r.seeds[1]}, ${r.seconds.toFixed(0)} s\n`);
   console.log(`VAE reconstruction PSNR   ${r.vae_psnr.toFixed(2)} dB   (target ≥ 30)`);
-  console.log(`text-to-image accuracy    ${(100 * r.t2i_accuracy).toFixed(1)} %   (target ≥ 90)\n`);
+  console.log(`text-to-image accuracy    ${(100 * r.t2i_accuracy).toFixed(1)} %   (target ≥ 90)`);
+  const perShape = Object.entries(r.t2i_by_shape).map(
+    ([sh, c]) => `${sh} ${(100 * c.accuracy).toFixed(0)}% of ${c.prompts}`,
+  );
+  console.log(`  by asked shape          ${perShape.join(", ")}\n`);
   printTable(
     r.recon_rows.map((x) => ({
       reconstruction: x.method,

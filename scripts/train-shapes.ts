@@ -26,7 +26,7 @@ const options = {
   vaeSteps: Number(arg("vae-steps", "1500")),
   vaeBatch: 16,
   scenes: Number(arg("scenes", "40000")),
-  unetSteps: Number(arg("unet-steps", "4500")),
+  unetSteps: Number(arg("unet-steps", "5500")),
   unetBatch: 32,
   threads: Number(arg("threads", "0")) || undefined,
   log,

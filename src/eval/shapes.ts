@@ -44,6 +44,8 @@ export interface EditScores {
 export interface ShapesEvalResult {
   vae_psnr: number;
   t2i_accuracy: number;
+  /** Text-to-image accuracy per asked shape (prompts asking for that shape, and the share right). */
+  t2i_by_shape: Record<string, { prompts: number; accuracy: number }>;
   recon: Record<string, number>;
   recon_rows: ReconRow[];
   edit: Record<"ddim" | "npi" | "nti", EditScores & { color: EditScores; shape: EditScores }>;
@@ -72,13 +74,20 @@ export async function evaluateShapes(pipe: NullTextPipeline, o: ShapesEvalOption
   // 2. text-to-image, one-object prompts at guidance 7.5
   const t2i = count(o.t2iPrompts, 200);
   let right = 0;
+  const byShape = new Map<string, { prompts: number; right: number }>(
+    SHAPES.map((sh) => [sh, { prompts: 0, right: 0 }]),
+  );
   for (let i = 0; i < t2i; i++) {
     const prompt = scenePrompt(randomScene(seed(i), { objects: 1 }));
     const img = await pipe.generate(prompt, { seed: seed(i), steps, guidance: 7.5 });
     const want = parsePrompt(prompt);
     const read = checkPrompt(img, { objects: want.objects.map((ob) => ({ color: ob.color, shape: ob.shape })) });
     // right = exactly one object, of the asked colour and shape (the background is not scored)
-    if (read.count && read.objects[0]?.color && read.objects[0]?.shape) right++;
+    const ok = read.count && read.objects[0]?.color && read.objects[0]?.shape;
+    if (ok) right++;
+    const tally = byShape.get(want.objects[0]?.shape as string) as { prompts: number; right: number };
+    tally.prompts++;
+    if (ok) tally.right++;
   }
   log(`t2i: ${right}/${t2i} right`);
 
@@ -160,6 +169,12 @@ export async function evaluateShapes(pipe: NullTextPipeline, o: ShapesEvalOption
   return {
     vae_psnr: vae / vaeScenes,
     t2i_accuracy: right / t2i,
+    t2i_by_shape: Object.fromEntries(
+      [...byShape].map(([sh, c]) => [
+        sh,
+        { prompts: c.prompts, accuracy: c.prompts ? c.right / c.prompts : Number.NaN },
+      ]),
+    ),
     recon,
     recon_rows: reconRows,
     edit,
