@@ -1,5 +1,6 @@
 /**
  * npm run eval:shapes -- [--json] [--seeds A..B] [--model M] [--t2i N] [--recon N] [--edits N]
+ *   [--cross-steps F] [--self-steps F]   (Prompt-to-Prompt injection fractions of the word swaps)
  * Quality of the built-in model on scenes drawn with seeds disjoint from training (default 0..199).
  */
 
@@ -14,12 +15,23 @@ if (!m) throw new Error(`--seeds ${range}: expected A..B`);
 const [from, to] = [Number(m[1]), Number(m[2])];
 if (to >= 1_000_000) throw new Error("--seeds: seeds from 1000000 on are training scenes");
 const seeds = Array.from({ length: to - from + 1 }, (_, i) => from + i);
+const fraction = (flag: string): number | undefined => {
+  const v = argValue(flag);
+  if (v === undefined) return undefined;
+  const f = Number(v);
+  if (!(f >= 0 && f <= 1)) throw new Error(`${flag} ${v}: expected a fraction of the steps in [0, 1]`);
+  return f;
+};
+const crossReplaceSteps = fraction("--cross-steps");
+const selfReplaceSteps = fraction("--self-steps");
 const pipe = await NullTextPipeline.load(argValue("--model") ?? DEFAULT_MODEL);
 const r = await evaluateShapes(pipe, {
   seeds,
   t2iPrompts: Number(argValue("--t2i") ?? 200),
   reconScenes: Number(argValue("--recon") ?? 50),
   editScenes: Number(argValue("--edits") ?? 50),
+  crossReplaceSteps,
+  selfReplaceSteps,
   log: (l) => process.stderr.write(`${l}\n`),
 });
 if (wantsJson()) {
@@ -33,13 +45,17 @@ if (wantsJson()) {
     }),
   );
 } else {
-  console.log(`eval:shapes — seeds ${r.seeds[0]}..${r.seeds[1]}, ${r.seconds.toFixed(0)} s\n`);
+  const p2p = `Prompt-to-Prompt cross ${crossReplaceSteps ?? 0.8}, self ${selfReplaceSteps ?? 0.5}`;
+  console.log(`eval:shapes — seeds ${r.seeds[0]}..${r.seeds[1]}, ${p2p}, ${r.seconds.toFixed(0)} s\n`);
   console.log(`VAE reconstruction PSNR   ${r.vae_psnr.toFixed(2)} dB   (target ≥ 30)`);
-  console.log(`text-to-image accuracy    ${(100 * r.t2i_accuracy).toFixed(1)} %   (target ≥ 90)`);
-  const perShape = Object.entries(r.t2i_by_shape).map(
-    ([sh, c]) => `${sh} ${(100 * c.accuracy).toFixed(0)}% of ${c.prompts}`,
-  );
-  console.log(`  by asked shape          ${perShape.join(", ")}\n`);
+  if (Number.isNaN(r.t2i_accuracy)) console.log("text-to-image accuracy    not measured (--t2i 0)\n");
+  else {
+    console.log(`text-to-image accuracy    ${(100 * r.t2i_accuracy).toFixed(1)} %   (target ≥ 90)`);
+    const perShape = Object.entries(r.t2i_by_shape).map(
+      ([sh, c]) => `${sh} ${(100 * c.accuracy).toFixed(0)}% of ${c.prompts}`,
+    );
+    console.log(`  by asked shape          ${perShape.join(", ")}\n`);
+  }
   printTable(
     r.recon_rows.map((x) => ({
       reconstruction: x.method,

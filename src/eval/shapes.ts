@@ -32,6 +32,12 @@ export interface ShapesEvalOptions {
   reconScenes?: number;
   editScenes?: number;
   steps?: number;
+  /**
+   * Prompt-to-Prompt injection fractions of the word swaps (default the official 0.8 cross, 0.5 self);
+   * fewer self-attention steps leave the layout freer to change (Hertz et al. 2022, §3.2).
+   */
+  crossReplaceSteps?: number;
+  selfReplaceSteps?: number;
   log?: (line: string) => void;
 }
 
@@ -125,6 +131,8 @@ export async function evaluateShapes(pipe: NullTextPipeline, o: ShapesEvalOption
         const objectWords = [word.index, edit.kind === "color" ? word.index + 1 : word.index - 1];
         const [, result] = await pipe.edit(inversion, [{ prompt: target, mode: "replace" }], {
           localBlend: { words: [objectWords, objectWords] },
+          crossReplaceSteps: o.crossReplaceSteps,
+          selfReplaceSteps: o.selfReplaceSteps,
         });
         const truth = editScene(scene, edit);
         const outside = editRegion(scene, edit, size, 2).map((v) => 1 - v);
@@ -168,7 +176,7 @@ export async function evaluateShapes(pipe: NullTextPipeline, o: ShapesEvalOption
   ) as ShapesEvalResult["edit"];
   return {
     vae_psnr: vae / vaeScenes,
-    t2i_accuracy: right / t2i,
+    t2i_accuracy: t2i ? right / t2i : Number.NaN,
     t2i_by_shape: Object.fromEntries(
       [...byShape].map(([sh, c]) => [
         sh,
