@@ -6,6 +6,7 @@
 
 import { argValue, printTable, wantsJson } from "../bench/common.js";
 import { DEFAULT_MODEL } from "../src/cli/main.js";
+import { checkFraction, P2P_DEFAULTS } from "../src/editing/prompt_to_prompt.js";
 import { evaluateShapes } from "../src/eval/shapes.js";
 import { NullTextPipeline } from "../src/pipeline.js";
 
@@ -15,15 +16,14 @@ if (!m) throw new Error(`--seeds ${range}: expected A..B`);
 const [from, to] = [Number(m[1]), Number(m[2])];
 if (to >= 1_000_000) throw new Error("--seeds: seeds from 1000000 on are training scenes");
 const seeds = Array.from({ length: to - from + 1 }, (_, i) => from + i);
-const fraction = (flag: string): number | undefined => {
-  const v = argValue(flag);
-  if (v === undefined) return undefined;
-  const f = Number(v);
-  if (!(f >= 0 && f <= 1)) throw new Error(`${flag} ${v}: expected a fraction of the steps in [0, 1]`);
+// checked here, before the model loads, rather than at the first edit minutes into the run
+const fraction = (flag: string, fallback: number): number => {
+  const f = Number(argValue(flag) ?? fallback);
+  checkFraction([0, f], flag);
   return f;
 };
-const crossReplaceSteps = fraction("--cross-steps");
-const selfReplaceSteps = fraction("--self-steps");
+const crossReplaceSteps = fraction("--cross-steps", P2P_DEFAULTS.crossReplaceSteps);
+const selfReplaceSteps = fraction("--self-steps", P2P_DEFAULTS.selfReplaceSteps);
 const pipe = await NullTextPipeline.load(argValue("--model") ?? DEFAULT_MODEL);
 const r = await evaluateShapes(pipe, {
   seeds,
@@ -45,15 +45,15 @@ if (wantsJson()) {
     }),
   );
 } else {
-  const p2p = `Prompt-to-Prompt cross ${crossReplaceSteps ?? 0.8}, self ${selfReplaceSteps ?? 0.5}`;
+  const p2p = `Prompt-to-Prompt cross ${crossReplaceSteps}, self ${selfReplaceSteps}`;
   console.log(`eval:shapes — seeds ${r.seeds[0]}..${r.seeds[1]}, ${p2p}, ${r.seconds.toFixed(0)} s\n`);
   console.log(`VAE reconstruction PSNR   ${r.vae_psnr.toFixed(2)} dB   (target ≥ 30)`);
   if (Number.isNaN(r.t2i_accuracy)) console.log("text-to-image accuracy    not measured (--t2i 0)\n");
   else {
     console.log(`text-to-image accuracy    ${(100 * r.t2i_accuracy).toFixed(1)} %   (target ≥ 90)`);
-    const perShape = Object.entries(r.t2i_by_shape).map(
-      ([sh, c]) => `${sh} ${(100 * c.accuracy).toFixed(0)}% of ${c.prompts}`,
-    );
+    const perShape = Object.entries(r.t2i_by_shape)
+      .filter(([, c]) => c.prompts > 0)
+      .map(([sh, c]) => `${sh} ${(100 * c.accuracy).toFixed(0)}% of ${c.prompts}`);
     console.log(`  by asked shape          ${perShape.join(", ")}\n`);
   }
   printTable(

@@ -35,6 +35,9 @@ export interface LocalBlendOptions {
   start?: number;
 }
 
+/** The injection fractions used when none are given: the null-text notebook's. */
+export const P2P_DEFAULTS = { crossReplaceSteps: 0.8, selfReplaceSteps: 0.5 } as const;
+
 export interface PromptToPromptOptions {
   /** Fraction (or [from, to] fractions) of steps where cross-attention is injected; per-word ranges by word. Default 0.8. */
   crossReplaceSteps?: StepRange | { default?: StepRange; words?: Record<string, StepRange> };
@@ -67,7 +70,7 @@ export interface AttentionEdit {
 
 const range = (r: StepRange): [number, number] => (typeof r === "number" ? [0, r] : r);
 
-function checkFraction(r: [number, number], what: string): void {
+export function checkFraction(r: [number, number], what: string): void {
   if (!(r[0] >= 0 && r[0] <= r[1] && r[1] <= 1)) throw new Error(`${what}: [${r}] must be fractions 0 ≤ from ≤ to ≤ 1`);
 }
 
@@ -108,7 +111,7 @@ export function buildAttentionEdit(
   });
 
   // α_t,e: official get_time_words_attention_alpha, default range then per-word ranges.
-  const crossOpt = o.crossReplaceSteps ?? 0.8;
+  const crossOpt = o.crossReplaceSteps ?? P2P_DEFAULTS.crossReplaceSteps;
   const spec = typeof crossOpt === "number" || Array.isArray(crossOpt) ? { default: crossOpt } : crossOpt;
   const crossAlpha = new Float32Array((steps + 1) * E * K);
   const setRange = (r: StepRange, e: number, tokens: readonly number[] | null) => {
@@ -128,7 +131,7 @@ export function buildAttentionEdit(
       if (inds.length) setRange(r, e, inds);
     });
   }
-  const self = range(o.selfReplaceSteps ?? 0.5);
+  const self = range(o.selfReplaceSteps ?? P2P_DEFAULTS.selfReplaceSteps);
   checkFraction(self, "self-replace steps");
 
   let blend: AttentionEdit["blend"];

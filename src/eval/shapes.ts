@@ -32,10 +32,7 @@ export interface ShapesEvalOptions {
   reconScenes?: number;
   editScenes?: number;
   steps?: number;
-  /**
-   * Prompt-to-Prompt injection fractions of the word swaps (default the official 0.8 cross, 0.5 self);
-   * fewer self-attention steps leave the layout freer to change (Hertz et al. 2022, §3.2).
-   */
+  /** Prompt-to-Prompt injection fractions of the word swaps (default P2P_DEFAULTS). */
   crossReplaceSteps?: number;
   selfReplaceSteps?: number;
   log?: (line: string) => void;
