@@ -193,8 +193,8 @@ export const ConvTranspose: OpDef = {
       // channel axes swapped, and Conv has the blocked-layout kernel that ConvTranspose lacks (bench:ops'
       // conv input-gradient rows). Of a constant weight ORT folds the flip into a new initializer, paid
       // once per session (SD 1.5's gradient session took 126 s to create instead of 61 s); of a trained
-      // weight it is a small Transpose and Slice per run (train:shapes' UNet step: 1.41 steps/s in two
-      // 150-step runs, against 1.18 and 1.33 with ConvTranspose).
+      // weight it is a small Transpose and Slice per run (train:shapes over 100 VAE steps: 0.93 and 0.80
+      // steps/s in two runs, against 0.74 and 0.66 with ConvTranspose; the UNet step gains less).
       const [g, w] = e.inputs as [string, string];
       const swapped = e.node("Transpose", [w], { perm: attr.ints([1, 0, 2, 3]) });
       const flipped = e.node("Slice", [
