@@ -99,8 +99,8 @@ describe("the built-in model", () => {
     // Local blend resets the edited latent to the source's outside its mask at every blended step, so
     // outside the final mask the two final latents are identical; the decoder (with a self-attention
     // block) spreads the inside change a little, bounded here as PSNR ≥ 30 dB on the pixels more than
-    // one latent cell from the mask. The built-in model's cross-attention is diffuse (the official 0.3
-    // threshold marks the whole image), so a threshold of 0.95 draws a smaller mask.
+    // one latent cell from the mask. A threshold of 0.95 (the official one is 0.3) draws a small mask, so
+    // that most of the image lies outside it and is checked.
     let mask: Uint8Array | undefined;
     const latents = await pipe.editLatents(inversion, [{ prompt: target }], {
       localBlend: {
