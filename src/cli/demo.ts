@@ -63,19 +63,8 @@ export async function runDemo(o: DemoOptions): Promise<void> {
     const word = editedWord(scene, edit);
     const edited = editPrompt(scene, edit);
     const bar = new Progress(`edit ${word.to}`, inversion.settings.steps);
-    // Prompt-to-Prompt's defaults, except that a shape swap injects self-attention (which carries the
-    // source's layout) for the first 20% of the steps only, in the spirit of the paper's word swaps, which
-    // inject for fewer steps to let geometry change (Hertz et al. 2022, §3.2). Over 50 eval:shapes scenes
-    // this is within noise (null-text shape swaps 64% with 0.2, 62% with 0.5); on the demo's scene 0.5
-    // misses and 0.2 passes.
-    const p2p = {
-      cross: P2P_DEFAULTS.crossReplaceSteps,
-      self: edit.kind === "shape" ? 0.2 : P2P_DEFAULTS.selfReplaceSteps,
-    };
     const [, out] = await pipe.edit(inversion, [{ prompt: edited }], {
       localBlend: { words: [[object.shape], [edit.kind === "shape" ? word.to : object.shape]] },
-      crossReplaceSteps: p2p.cross,
-      selfReplaceSteps: p2p.self,
       onStep: (s) => bar.update(s),
     });
     const result = out as RgbImage;
@@ -86,7 +75,11 @@ export async function runDemo(o: DemoOptions): Promise<void> {
     results.push({
       prompt: edited,
       edit,
-      prompt_to_prompt: { cross_replace_steps: p2p.cross, self_replace_steps: p2p.self, local_blend: true },
+      prompt_to_prompt: {
+        cross_replace_steps: P2P_DEFAULTS.crossReplaceSteps,
+        self_replace_steps: P2P_DEFAULTS.selfReplaceSteps,
+        local_blend: true,
+      },
       checker: { success: check.all, read: check.reading.objects.map((r) => `${r.color} ${r.shape}`) },
       psnr_outside_object: maskedPsnr(result, image, { width: size, height: size, data: outside }),
       psnr_vs_ground_truth: psnr(result, renderScene(truth, size)),

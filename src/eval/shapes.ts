@@ -76,7 +76,6 @@ export async function evaluateShapes(pipe: NullTextPipeline, o: ShapesEvalOption
 
   // 2. text-to-image, one-object prompts at guidance 7.5
   const t2i = count(o.t2iPrompts, 200);
-  let right = 0;
   const byShape = new Map<string, { prompts: number; right: number }>(
     SHAPES.map((sh) => [sh, { prompts: 0, right: 0 }]),
   );
@@ -87,11 +86,11 @@ export async function evaluateShapes(pipe: NullTextPipeline, o: ShapesEvalOption
     const read = checkPrompt(img, { objects: want.objects.map((ob) => ({ color: ob.color, shape: ob.shape })) });
     // right = exactly one object, of the asked colour and shape (the background is not scored)
     const ok = read.count && read.objects[0]?.color && read.objects[0]?.shape;
-    if (ok) right++;
     const tally = byShape.get(want.objects[0]?.shape as string) as { prompts: number; right: number };
     tally.prompts++;
     if (ok) tally.right++;
   }
+  const right = [...byShape.values()].reduce((sum, c) => sum + c.right, 0);
   log(`t2i: ${right}/${t2i} right`);
 
   // 3. reconstruction comparison, and 4. word-swap edits of the same scenes with the same inversions

@@ -99,8 +99,8 @@ describe("the built-in model", () => {
     // Local blend resets the edited latent to the source's outside its mask at every blended step, so
     // outside the final mask the two final latents are identical; the decoder (with a self-attention
     // block) spreads the inside change a little, bounded here as PSNR ≥ 30 dB on the pixels more than
-    // one latent cell from the mask. A threshold of 0.95 (the official one is 0.3) draws a small mask, so
-    // that most of the image lies outside it and is checked.
+    // one latent cell from the mask. A threshold of 0.95 (the official one is 0.3) draws a smaller mask,
+    // leaving more of the image outside it to check (at least a fifth of the cells, asserted below).
     let mask: Uint8Array | undefined;
     const latents = await pipe.editLatents(inversion, [{ prompt: target }], {
       localBlend: {
