@@ -151,8 +151,8 @@ function std(x: Float32Array): number {
   return Math.sqrt(s2 / x.length - mean * mean);
 }
 
-/** Recorded in the UNet checkpoint, so that a resume never continues another recipe's run. */
-const UNET_RECIPE = "eps, min-snr-5, stratified-t, token-grounding-0.02";
+/** Recorded in the UNet checkpoint, so that a resume never continues another recipe's (or width's) run. */
+const UNET_RECIPE = `eps, min-snr-5, stratified-t, token-grounding-0.02, channels ${SHAPES_CONFIGS.unet.block_out_channels.join("-")}`;
 
 /** Weight of the token grounding loss (grounding.ts) against the ε loss. */
 export const GROUNDING_WEIGHT = 0.02;
