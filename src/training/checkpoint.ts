@@ -27,6 +27,31 @@ export function saveCheckpoint(file: string, s: TrainingState): void {
   writeSafetensors(file, tensors, { phase: s.phase, step: String(s.step), extra: JSON.stringify(s.extra) });
 }
 
+/**
+ * Throws unless `state` holds each trained parameter (`keys`, sized as in `arrays`) in every group: a
+ * checkpoint of another model (another width or depth) is refused by name instead of being partly copied
+ * into, or read past the end of, the model's arrays.
+ */
+export function checkCheckpointFits(
+  file: string,
+  state: TrainingState,
+  keys: Iterable<string>,
+  arrays: ReadonlyMap<string, Float32Array>,
+): void {
+  for (const key of keys) {
+    const size = (arrays.get(key) as Float32Array).length;
+    for (const group of GROUPS) {
+      const saved = state[group].get(key);
+      if (!saved) throw new Error(`${file}: the checkpoint (phase ${state.phase}) lacks ${group} of parameter ${key}`);
+      if (saved.length !== size)
+        throw new Error(
+          `${file}: parameter ${key} has ${saved.length} elements in the checkpoint, ${size} in this model ` +
+            "(another model configuration): move the file away (or pass --work DIR) to train from scratch",
+        );
+    }
+  }
+}
+
 export function loadCheckpoint(file: string): TrainingState | null {
   if (!fs.existsSync(file)) return null;
   const st = SafetensorsFile.open(file);

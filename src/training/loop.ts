@@ -9,7 +9,7 @@ import type { Tensor } from "../graph/index.js";
 import * as G from "../graph/index.js";
 import { Adam } from "../optim/adam.js";
 import { float32Output, type HostTensor, Session } from "../runtime/session.js";
-import { saveCheckpoint, type TrainingState } from "./checkpoint.js";
+import { checkCheckpointFits, saveCheckpoint, type TrainingState } from "./checkpoint.js";
 
 export interface LoopOptions {
   phase: string;
@@ -28,6 +28,7 @@ export interface LoopOptions {
   batch: (step: number) => Record<string, HostTensor | Float32Array | BigInt64Array>;
   checkpointFile: string;
   resume?: TrainingState | null;
+  /** Seconds between checkpoints (0: after every step); 300 by default. A checkpoint is always written at the end. */
   checkpointSeconds?: number;
   extra?: Record<string, unknown>;
   threads?: number;
@@ -49,11 +50,10 @@ export async function trainLoop(o: LoopOptions): Promise<TrainingState> {
   const ema = new Map(keys.map((k) => [k, Float32Array.from(o.arrays.get(k) as Float32Array)]));
   let start = 0;
   if (o.resume && o.resume.phase === o.phase) {
+    checkCheckpointFits(o.checkpointFile, o.resume, keys, o.arrays);
     for (const k of keys) {
-      const saved = o.resume.params.get(k);
-      if (!saved) throw new Error(`checkpoint of phase ${o.phase} lacks parameter ${k}`);
-      (o.arrays.get(k) as Float32Array).set(saved);
-      (ema.get(k) as Float32Array).set(o.resume.ema.get(k) ?? saved);
+      (o.arrays.get(k) as Float32Array).set(o.resume.params.get(k) as Float32Array);
+      (ema.get(k) as Float32Array).set(o.resume.ema.get(k) as Float32Array);
     }
     adam.loadState({
       step: o.resume.step,
@@ -111,7 +111,7 @@ export async function trainLoop(o: LoopOptions): Promise<TrainingState> {
         `${o.phase} step ${done}/${o.steps}  loss ${smoothed.toExponential(3)}  ${metrics}  lr ${adam.lr.toExponential(2)}  ${rate.toFixed(2)} step/s  ETA ${formatSeconds(eta)}`,
       );
     }
-    if (Date.now() - lastSave > (o.checkpointSeconds ?? 300) * 1000 || done === o.steps) {
+    if (Date.now() - lastSave >= (o.checkpointSeconds ?? 300) * 1000 || done === o.steps) {
       saveCheckpoint(o.checkpointFile, state());
       lastSave = Date.now();
     }

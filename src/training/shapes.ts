@@ -20,7 +20,7 @@ import { float32Output, Session } from "../runtime/session.js";
 import { randomScene, renderScene, scenePrompt } from "../scenes/index.js";
 import { ddimAlphasCumprod, parseDDIMConfig } from "../schedulers/ddim.js";
 import { gaussianArray, Rng } from "../util/rng.js";
-import { loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
+import { checkCheckpointFits, loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
 import { type SceneGrounding, sceneGrounding, tokenGroundingLoss, writeGrounding } from "./grounding.js";
 import { trainLoop } from "./loop.js";
 import { SHAPES_CONFIGS, SHAPES_IMAGE_SIZE } from "./shapes_config.js";
@@ -59,13 +59,14 @@ function sceneBatch(seeds: number[]): { images: Float32Array; prompts: string[] 
 export async function trainVae(o: ShapesTrainingOptions): Promise<Map<string, Float32Array>> {
   const file = path.join(o.workDir, "vae.safetensors");
   const resume = loadCheckpoint(file);
-  if (resume?.extra.done) {
-    o.log(`vae: done (${resume.step} steps), using ${file}`);
-    return resume.ema;
-  }
   const config = parseVAEConfig(SHAPES_CONFIGS.vae, "vae config");
   const store = WeightStore.forTraining("vae", o.seed);
   const vae = new AutoencoderKL(store, config);
+  if (resume?.extra.done) {
+    checkCheckpointFits(file, resume, store.trainableTensors().keys(), store.trainableArrays());
+    o.log(`vae: done (${resume.step} steps), using ${file}`);
+    return resume.ema;
+  }
   const B = o.vaeBatch;
   const image = G.input("image", [B, 3, S, S]);
   const noise = G.input("noise", [B, config.latent_channels, S / vae.downscale, S / vae.downscale]);
@@ -151,8 +152,11 @@ function std(x: Float32Array): number {
   return Math.sqrt(s2 / x.length - mean * mean);
 }
 
-/** Recorded in the UNet checkpoint, so that a resume never continues another recipe's (or width's) run. */
-const UNET_RECIPE = `eps, min-snr-5, stratified-t, token-grounding-0.02, channels ${SHAPES_CONFIGS.unet.block_out_channels.join("-")}`;
+/**
+ * Recorded in the UNet checkpoint, so that a resume never continues another recipe's run (a checkpoint of
+ * another model size is refused by checkCheckpointFits).
+ */
+const UNET_RECIPE = "eps, min-snr-5, stratified-t, token-grounding-0.02";
 
 /** Weight of the token grounding loss (grounding.ts) against the ε loss. */
 export const GROUNDING_WEIGHT = 0.02;
@@ -267,6 +271,7 @@ export async function trainUnet(
     );
   }
   if (resume?.extra.done) {
+    checkCheckpointFits(file, resume, params.keys(), arrays);
     o.log(`unet: done (${resume.step} steps), using ${file}`);
     return withFrozen(resume.ema);
   }
