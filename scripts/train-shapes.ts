@@ -2,7 +2,9 @@
  * npm run train:shapes — reproduces the built-in model from scratch (seeded), resuming after an
  * interruption from the checkpoints in --work (default .cache/train-shapes). Writes the diffusers
  * folder to --out (default models/nulltext-shapes).
- * Options: --seed N, --vae-steps N, --unet-steps N, --scenes N, --threads N.
+ * Options: --seed N, --vae-steps N, --unet-steps N, --scenes N, --threads N, --ema D (which of the
+ * UNet phase's weight averages to export: its main decay, the default, or one of the further tracks it
+ * keeps; on a finished run this re-exports in seconds).
  */
 import path from "node:path";
 import { ClipTokenizer } from "../src/models/clip_tokenizer.js";
@@ -23,14 +25,18 @@ const options = {
   outDir,
   tokenizer: await ClipTokenizer.fromFolder(tokenizerDir),
   seed: Number(arg("seed", "1")),
-  vaeSteps: Number(arg("vae-steps", "1000")),
+  vaeSteps: Number(arg("vae-steps", "800")),
   vaeBatch: 16,
   scenes: Number(arg("scenes", "40000")),
-  unetSteps: Number(arg("unet-steps", "6800")),
+  unetSteps: Number(arg("unet-steps", "7300")),
   unetBatch: 32,
+  exportEmaDecay: process.argv.includes("--ema") ? Number(arg("ema", "")) : undefined,
   threads: Number(arg("threads", "0")) || undefined,
   log,
 };
+const ema = options.exportEmaDecay;
+if (ema !== undefined && !(ema > 0 && ema < 1))
+  throw new Error(`--ema must be a decay between 0 and 1, got ${arg("ema", "")}`);
 (await import("node:fs")).mkdirSync(workDir, { recursive: true });
 const vae = await trainVae(options);
 const data = await encodeScenes(options, vae);

@@ -13,6 +13,11 @@ export interface TrainingState {
   adamM: Map<string, Float32Array>;
   adamV: Map<string, Float32Array>;
   ema: Map<string, Float32Array>;
+  /**
+   * Further EMA copies by decay (`emaDecays` of the loop), kept beside the exported one so that other
+   * averaging windows can be compared after a run; they do not affect training.
+   */
+  emaTracks: Map<number, Map<string, Float32Array>>;
   /** Anything else the phase needs to resume (JSON-serialisable). */
   extra: Record<string, unknown>;
 }
@@ -24,6 +29,8 @@ export function saveCheckpoint(file: string, s: TrainingState): void {
   for (const group of GROUPS) {
     for (const [key, data] of s[group]) tensors[`${group}/${key}`] = { dtype: "F32", shape: [data.length], data };
   }
+  for (const [decay, track] of s.emaTracks)
+    for (const [key, data] of track) tensors[`ema@${decay}/${key}`] = { dtype: "F32", shape: [data.length], data };
   writeSafetensors(file, tensors, { phase: s.phase, step: String(s.step), extra: JSON.stringify(s.extra) });
 }
 
@@ -63,16 +70,42 @@ export function loadCheckpoint(file: string): TrainingState | null {
       adamM: new Map(),
       adamV: new Map(),
       ema: new Map(),
+      emaTracks: new Map(),
       extra: JSON.parse(st.metadata.extra ?? "{}"),
     };
     for (const name of st.entries.keys()) {
       const slash = name.indexOf("/");
-      const group = name.slice(0, slash) as (typeof GROUPS)[number];
-      if (!GROUPS.includes(group)) throw new Error(`${file}: unexpected tensor '${name}'`);
-      state[group].set(name.slice(slash + 1), st.readFloat32(name));
+      const group = name.slice(0, slash);
+      const key = name.slice(slash + 1);
+      const decay = group.startsWith("ema@") ? Number(group.slice(4)) : Number.NaN;
+      if (decay > 0 && decay < 1) {
+        const track = state.emaTracks.get(decay) ?? new Map<string, Float32Array>();
+        state.emaTracks.set(decay, track);
+        track.set(key, st.readFloat32(name));
+      } else if ((GROUPS as readonly string[]).includes(group)) {
+        state[group as (typeof GROUPS)[number]].set(key, st.readFloat32(name));
+      } else throw new Error(`${file}: unexpected tensor '${name}'`);
     }
     return state;
   } finally {
     st.close();
   }
+}
+
+/** The EMA weights of `state` kept at `decay` (the main copy or a further track), if it has them. */
+export function savedEma(state: TrainingState, decay: number): Map<string, Float32Array> | undefined {
+  const main = state.extra.emaDecay;
+  // Checkpoints from before decays were recorded hold only the main copy, at the phase's decay.
+  if (main === decay || main === undefined) return state.ema;
+  return state.emaTracks.get(decay);
+}
+
+/** As `savedEma`, but throws, naming the decays the checkpoint has, when it lacks `decay`. */
+export function emaWeights(file: string, state: TrainingState, decay: number): Map<string, Float32Array> {
+  const found = savedEma(state, decay);
+  if (found) return found;
+  throw new Error(
+    `${file}: no EMA with decay ${decay} in the checkpoint (it has ${[state.extra.emaDecay, ...state.emaTracks.keys()].join(", ")}): ` +
+      "move the file away (or pass --work DIR) to train from scratch",
+  );
 }

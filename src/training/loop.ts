@@ -9,7 +9,7 @@ import type { Tensor } from "../graph/index.js";
 import * as G from "../graph/index.js";
 import { Adam } from "../optim/adam.js";
 import { float32Output, type HostTensor, Session } from "../runtime/session.js";
-import { checkCheckpointFits, saveCheckpoint, type TrainingState } from "./checkpoint.js";
+import { checkCheckpointFits, saveCheckpoint, savedEma, type TrainingState } from "./checkpoint.js";
 
 export interface LoopOptions {
   phase: string;
@@ -25,6 +25,8 @@ export interface LoopOptions {
   finalLrFraction?: number;
   clipNorm?: number;
   emaDecay?: number;
+  /** Further EMA decays to keep beside `emaDecay` (TrainingState.emaTracks), for comparing averaging windows. */
+  emaTracks?: number[];
   batch: (step: number) => Record<string, HostTensor | Float32Array | BigInt64Array>;
   checkpointFile: string;
   resume?: TrainingState | null;
@@ -47,13 +49,21 @@ export async function trainLoop(o: LoopOptions): Promise<TrainingState> {
   const session = await Session.create(G.compile(outputs, { name: `train_${o.phase}` }), { threads: o.threads });
   const arrays = keys.map((k) => o.arrays.get(k) as Float32Array);
   const adam = new Adam(arrays, { lr: o.lr });
-  const ema = new Map(keys.map((k) => [k, Float32Array.from(o.arrays.get(k) as Float32Array)]));
+  const copy = () => new Map(keys.map((k) => [k, Float32Array.from(o.arrays.get(k) as Float32Array)]));
+  const decay = o.emaDecay ?? 0.999;
+  const ema = copy();
+  const tracks = new Map((o.emaTracks ?? []).map((d) => [d, copy()]));
   let start = 0;
   if (o.resume && o.resume.phase === o.phase) {
     checkCheckpointFits(o.checkpointFile, o.resume, keys, o.arrays);
     for (const k of keys) {
       (o.arrays.get(k) as Float32Array).set(o.resume.params.get(k) as Float32Array);
-      (ema.get(k) as Float32Array).set(o.resume.ema.get(k) as Float32Array);
+    }
+    for (const [d, copies] of [[decay, ema] as const, ...tracks]) {
+      const saved = savedEma(o.resume, d);
+      if (!saved)
+        log(`${o.phase}: the checkpoint has no EMA with decay ${d}; it starts from the checkpoint's main EMA`);
+      for (const k of keys) (copies.get(k) as Float32Array).set((saved ?? o.resume.ema).get(k) as Float32Array);
     }
     adam.loadState({
       step: o.resume.step,
@@ -72,11 +82,11 @@ export async function trainLoop(o: LoopOptions): Promise<TrainingState> {
       adamM: new Map(keys.map((k, i) => [k, m[i] as Float32Array])),
       adamV: new Map(keys.map((k, i) => [k, v[i] as Float32Array])),
       ema,
-      extra: o.extra ?? {},
+      emaTracks: tracks,
+      extra: { ...o.extra, emaDecay: decay },
     };
   };
 
-  const decay = o.emaDecay ?? 0.999;
   const t0 = Date.now();
   let lastSave = Date.now();
   let smoothed = Number.NaN;
@@ -93,11 +103,13 @@ export async function trainLoop(o: LoopOptions): Promise<TrainingState> {
     if (o.clipNorm) clipGlobalNorm(g, o.clipNorm);
     adam.lr = learningRate(o, step);
     adam.update(g);
-    const warm = Math.min(decay, (1 + step) / (10 + step));
-    for (const k of keys) {
-      const e = ema.get(k) as Float32Array;
-      const p = o.arrays.get(k) as Float32Array;
-      for (let i = 0; i < p.length; i++) e[i] = warm * (e[i] as number) + (1 - warm) * (p[i] as number);
+    for (const [d, copies] of [[decay, ema] as const, ...tracks]) {
+      const warm = Math.min(d, (1 + step) / (10 + step));
+      for (const k of keys) {
+        const e = copies.get(k) as Float32Array;
+        const p = o.arrays.get(k) as Float32Array;
+        for (let i = 0; i < p.length; i++) e[i] = warm * (e[i] as number) + (1 - warm) * (p[i] as number);
+      }
     }
     const done = step + 1;
     if (done % 50 === 0 || done === o.steps) {

@@ -20,7 +20,7 @@ import { float32Output, Session } from "../runtime/session.js";
 import { randomScene, renderScene, scenePrompt } from "../scenes/index.js";
 import { ddimAlphasCumprod, parseDDIMConfig } from "../schedulers/ddim.js";
 import { gaussianArray, Rng } from "../util/rng.js";
-import { checkCheckpointFits, loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
+import { checkCheckpointFits, emaWeights, loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
 import { type SceneGrounding, sceneGrounding, tokenGroundingLoss, writeGrounding } from "./grounding.js";
 import { trainLoop } from "./loop.js";
 import { SHAPES_CONFIGS, SHAPES_IMAGE_SIZE } from "./shapes_config.js";
@@ -38,6 +38,8 @@ export interface ShapesTrainingOptions {
   scenes: number;
   unetSteps: number;
   unetBatch: number;
+  /** Which of the UNet phase's EMA copies to export (UNET_EMA_DECAY or one of UNET_EMA_TRACKS); UNET_EMA_DECAY by default. */
+  exportEmaDecay?: number;
   threads?: number;
   log: (line: string) => void;
 }
@@ -157,6 +159,10 @@ function std(x: Float32Array): number {
  * another model size is refused by checkCheckpointFits).
  */
 const UNET_RECIPE = "eps, min-snr-5, stratified-t, token-grounding-0.02";
+/** The exported weights are this EMA of the text encoder's and UNet's (about a 1/(1 − decay)-step window). */
+export const UNET_EMA_DECAY = 0.999;
+/** Other averaging windows kept in the checkpoint beside it, to compare after a run (`npm run train:shapes -- --ema D` exports one from a finished run). */
+export const UNET_EMA_TRACKS = [0.998, 0.9995];
 
 /** Weight of the token grounding loss (grounding.ts) against the ε loss. */
 export const GROUNDING_WEIGHT = 0.02;
@@ -273,7 +279,7 @@ export async function trainUnet(
   if (resume?.extra.done) {
     checkCheckpointFits(file, resume, params.keys(), arrays);
     o.log(`unet: done (${resume.step} steps), using ${file}`);
-    return withFrozen(resume.ema);
+    return withFrozen(emaWeights(file, resume, o.exportEmaDecay ?? UNET_EMA_DECAY));
   }
   const alphas = ddimAlphasCumprod(parseDDIMConfig(SHAPES_CONFIGS.scheduler));
   const tokenCache = new Map<string, number[]>();
@@ -306,7 +312,8 @@ export async function trainUnet(
     lr: 1e-3,
     warmup: 300,
     clipNorm: 1,
-    emaDecay: 0.998,
+    emaDecay: UNET_EMA_DECAY,
+    emaTracks: UNET_EMA_TRACKS,
     batch: (step) => {
       const rng = new Rng(o.seed * 104729 + step);
       const latents = new Float32Array(B * latentSize);
@@ -356,7 +363,7 @@ export async function trainUnet(
   });
   state.extra.done = true;
   saveCheckpoint(file, state);
-  return withFrozen(state.ema);
+  return withFrozen(emaWeights(file, state, o.exportEmaDecay ?? UNET_EMA_DECAY));
 }
 
 /** Writes the diffusers folder: configs, float16 weights, tokenizer. */
