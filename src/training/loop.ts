@@ -24,6 +24,7 @@ export interface LoopOptions {
   /** Final learning rate as a fraction of `lr` (cosine decay). */
   finalLrFraction?: number;
   clipNorm?: number;
+  /** EMA decay, 0.999 by default, ramped up as min(decay, (1 + step)/(10 + step)) from the first step. */
   emaDecay?: number;
   /** Further EMA decays to keep beside `emaDecay` (TrainingState.emaTracks), for comparing averaging windows. */
   emaTracks?: number[];
@@ -87,6 +88,13 @@ export async function trainLoop(o: LoopOptions): Promise<TrainingState> {
     };
   };
 
+  // The decay ramps up as (1 + step)/(10 + step), so a decay above the ramp's last value never takes effect.
+  const lastRamp = o.steps / (9 + o.steps);
+  for (const d of [decay, ...tracks.keys()])
+    if (d > lastRamp)
+      log(
+        `${o.phase}: EMA decay ${d} is never reached in ${o.steps} steps (the warm-up ends at ${lastRamp.toFixed(5)}); that copy is the warm-up's average`,
+      );
   const t0 = Date.now();
   let lastSave = Date.now();
   let smoothed = Number.NaN;
