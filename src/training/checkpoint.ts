@@ -14,7 +14,7 @@ export interface TrainingState {
   adamV: Map<string, Float32Array>;
   ema: Map<string, Float32Array>;
   /**
-   * Further EMA copies by decay (`emaDecays` of the loop), kept beside the exported one so that other
+   * Further EMA copies by decay (the loop's `emaTracks`), kept beside the exported one so that other
    * averaging windows can be compared after a run; they do not affect training.
    */
   emaTracks: Map<number, Map<string, Float32Array>>;
@@ -45,10 +45,14 @@ export function checkCheckpointFits(
   keys: Iterable<string>,
   arrays: ReadonlyMap<string, Float32Array>,
 ): void {
+  const copies: [string, Map<string, Float32Array>][] = [
+    ...GROUPS.map((g) => [g, state[g]] as [string, Map<string, Float32Array>]),
+    ...[...state.emaTracks].map(([d, track]) => [`ema@${d}`, track] as [string, Map<string, Float32Array>]),
+  ];
   for (const key of keys) {
     const size = (arrays.get(key) as Float32Array).length;
-    for (const group of GROUPS) {
-      const saved = state[group].get(key);
+    for (const [group, copy] of copies) {
+      const saved = copy.get(key);
       if (!saved) throw new Error(`${file}: the checkpoint (phase ${state.phase}) lacks ${group} of parameter ${key}`);
       if (saved.length !== size)
         throw new Error(
@@ -92,20 +96,34 @@ export function loadCheckpoint(file: string): TrainingState | null {
   }
 }
 
-/** The EMA weights of `state` kept at `decay` (the main copy or a further track), if it has them. */
-export function savedEma(state: TrainingState, decay: number): Map<string, Float32Array> | undefined {
-  const main = state.extra.emaDecay;
-  // Checkpoints from before decays were recorded hold only the main copy, at the phase's decay.
-  if (main === decay || main === undefined) return state.ema;
-  return state.emaTracks.get(decay);
+/** The decay of `state.ema`: as recorded, else (checkpoints from before decays were recorded) `unrecorded`. */
+function mainDecay(state: TrainingState, unrecorded: number): number {
+  return typeof state.extra.emaDecay === "number" ? state.extra.emaDecay : unrecorded;
+}
+
+/**
+ * The EMA weights of `state` kept at `decay` (the main copy or a further track), if it has them;
+ * `unrecorded` is the main copy's decay in a checkpoint that does not record it (the phase's own decay).
+ */
+export function savedEma(
+  state: TrainingState,
+  decay: number,
+  unrecorded: number,
+): Map<string, Float32Array> | undefined {
+  return mainDecay(state, unrecorded) === decay ? state.ema : state.emaTracks.get(decay);
 }
 
 /** As `savedEma`, but throws, naming the decays the checkpoint has, when it lacks `decay`. */
-export function emaWeights(file: string, state: TrainingState, decay: number): Map<string, Float32Array> {
-  const found = savedEma(state, decay);
+export function emaWeights(
+  file: string,
+  state: TrainingState,
+  decay: number,
+  unrecorded: number,
+): Map<string, Float32Array> {
+  const found = savedEma(state, decay, unrecorded);
   if (found) return found;
   throw new Error(
-    `${file}: no EMA with decay ${decay} in the checkpoint (it has ${[state.extra.emaDecay, ...state.emaTracks.keys()].join(", ")}): ` +
+    `${file}: no EMA with decay ${decay} in the checkpoint (it has ${[mainDecay(state, unrecorded), ...state.emaTracks.keys()].join(", ")}): ` +
       "move the file away (or pass --work DIR) to train from scratch",
   );
 }

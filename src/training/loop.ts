@@ -1,7 +1,7 @@
 /**
  * A training loop on the graph layer: one ORT run per step returns the loss and every parameter's
  * gradient; Adam (with warm-up, cosine decay and global-norm clipping) updates the arrays the
- * session feeds; an EMA of the weights is kept for export. Progress with loss and ETA; checkpoints
+ * session feeds; an EMA of the weights is kept for export (and, on request, further EMAs to compare). Progress with loss and ETA; checkpoints
  * every few minutes and at the end.
  */
 
@@ -52,16 +52,16 @@ export async function trainLoop(o: LoopOptions): Promise<TrainingState> {
   const adam = new Adam(arrays, { lr: o.lr });
   const copy = () => new Map(keys.map((k) => [k, Float32Array.from(o.arrays.get(k) as Float32Array)]));
   const decay = o.emaDecay ?? 0.999;
-  const ema = copy();
-  const tracks = new Map((o.emaTracks ?? []).map((d) => [d, copy()]));
+  // every EMA copy by decay: the exported one (`decay`) and the further tracks
+  const emas = new Map([decay, ...(o.emaTracks ?? [])].map((d) => [d, copy()]));
   let start = 0;
   if (o.resume && o.resume.phase === o.phase) {
     checkCheckpointFits(o.checkpointFile, o.resume, keys, o.arrays);
     for (const k of keys) {
       (o.arrays.get(k) as Float32Array).set(o.resume.params.get(k) as Float32Array);
     }
-    for (const [d, copies] of [[decay, ema] as const, ...tracks]) {
-      const saved = savedEma(o.resume, d);
+    for (const [d, copies] of emas) {
+      const saved = savedEma(o.resume, d, decay);
       if (!saved)
         log(`${o.phase}: the checkpoint has no EMA with decay ${d}; it starts from the checkpoint's main EMA`);
       for (const k of keys) (copies.get(k) as Float32Array).set((saved ?? o.resume.ema).get(k) as Float32Array);
@@ -82,15 +82,15 @@ export async function trainLoop(o: LoopOptions): Promise<TrainingState> {
       params: new Map(keys.map((k) => [k, o.arrays.get(k) as Float32Array])),
       adamM: new Map(keys.map((k, i) => [k, m[i] as Float32Array])),
       adamV: new Map(keys.map((k, i) => [k, v[i] as Float32Array])),
-      ema,
-      emaTracks: tracks,
+      ema: emas.get(decay) as Map<string, Float32Array>,
+      emaTracks: new Map([...emas].filter(([d]) => d !== decay)),
       extra: { ...o.extra, emaDecay: decay },
     };
   };
 
   // The decay ramps up as (1 + step)/(10 + step), so a decay above the ramp's last value never takes effect.
   const lastRamp = o.steps / (9 + o.steps);
-  for (const d of [decay, ...tracks.keys()])
+  for (const d of emas.keys())
     if (d > lastRamp)
       log(
         `${o.phase}: EMA decay ${d} is never reached in ${o.steps} steps (the warm-up ends at ${lastRamp.toFixed(5)}); that copy is the warm-up's average`,
@@ -111,7 +111,7 @@ export async function trainLoop(o: LoopOptions): Promise<TrainingState> {
     if (o.clipNorm) clipGlobalNorm(g, o.clipNorm);
     adam.lr = learningRate(o, step);
     adam.update(g);
-    for (const [d, copies] of [[decay, ema] as const, ...tracks]) {
+    for (const [d, copies] of emas) {
       const warm = Math.min(d, (1 + step) / (10 + step));
       for (const k of keys) {
         const e = copies.get(k) as Float32Array;

@@ -165,8 +165,12 @@ const UNET_RECIPE = "eps, min-snr-5, stratified-t, token-grounding-0.02";
  * decay of 0.999 or more is the warm-up's own average, about the last step/9 steps (see loop.ts).
  */
 export const UNET_EMA_DECAY = 0.998;
-/** Other averaging windows kept in the checkpoint beside it, to compare after a run (`npm run train:shapes -- --ema D` exports one from a finished run). */
-export const UNET_EMA_TRACKS = [0.995, 0.999];
+/**
+ * Further averaging windows to keep in the checkpoint beside it, to compare after a run (`npm run
+ * train:shapes -- --ema D` exports one from a finished run). None by default: each costs an extra pass over
+ * every weight per step.
+ */
+export const UNET_EMA_TRACKS: number[] = [];
 
 /** Weight of the token grounding loss (grounding.ts) against the ε loss. */
 export const GROUNDING_WEIGHT = 0.02;
@@ -283,7 +287,7 @@ export async function trainUnet(
   if (resume?.extra.done) {
     checkCheckpointFits(file, resume, params.keys(), arrays);
     o.log(`unet: done (${resume.step} steps), using ${file}`);
-    return withFrozen(emaWeights(file, resume, o.exportEmaDecay ?? UNET_EMA_DECAY));
+    return withFrozen(emaWeights(file, resume, o.exportEmaDecay ?? UNET_EMA_DECAY, UNET_EMA_DECAY));
   }
   const alphas = ddimAlphasCumprod(parseDDIMConfig(SHAPES_CONFIGS.scheduler));
   const tokenCache = new Map<string, number[]>();
@@ -367,7 +371,7 @@ export async function trainUnet(
   });
   state.extra.done = true;
   saveCheckpoint(file, state);
-  return withFrozen(emaWeights(file, state, o.exportEmaDecay ?? UNET_EMA_DECAY));
+  return withFrozen(emaWeights(file, state, o.exportEmaDecay ?? UNET_EMA_DECAY, UNET_EMA_DECAY));
 }
 
 /** Writes the diffusers folder: configs, float16 weights, tokenizer. */
