@@ -140,7 +140,15 @@ export async function trainLoop(o: LoopOptions): Promise<TrainingState> {
   return state();
 }
 
-function learningRate(o: LoopOptions, step: number): number {
+/**
+ * Learning rate of step `step` (0-based): linear warm-up to `lr` over `warmup` steps (Goyal et al. 2017), then
+ * half a cosine (Loshchilov & Hutter 2017, SGDR without restarts) from `lr` down to `finalLrFraction`·lr,
+ * reached after the last step.
+ */
+export function learningRate(
+  o: Pick<LoopOptions, "lr" | "warmup" | "steps" | "finalLrFraction">,
+  step: number,
+): number {
   if (step < o.warmup) return (o.lr * (step + 1)) / o.warmup;
   const progress = (step - o.warmup) / Math.max(1, o.steps - o.warmup);
   const floor = o.finalLrFraction ?? 0.1;
