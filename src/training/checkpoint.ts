@@ -23,14 +23,21 @@ export interface TrainingState {
 }
 
 const GROUPS = ["params", "adamM", "adamV", "ema"] as const;
+type Group = [name: string, weights: Map<string, Float32Array>];
+
+/** Every per-parameter group of `s` under its name in the file: the four main ones, then `ema@D` per track. */
+function groupsOf(s: TrainingState): Group[] {
+  return [
+    ...GROUPS.map((g): Group => [g, s[g]]),
+    ...[...s.emaTracks].map(([decay, track]): Group => [`ema@${decay}`, track]),
+  ];
+}
 
 export function saveCheckpoint(file: string, s: TrainingState): void {
   const tensors: Record<string, SafetensorsTensor> = {};
-  for (const group of GROUPS) {
-    for (const [key, data] of s[group]) tensors[`${group}/${key}`] = { dtype: "F32", shape: [data.length], data };
+  for (const [group, weights] of groupsOf(s)) {
+    for (const [key, data] of weights) tensors[`${group}/${key}`] = { dtype: "F32", shape: [data.length], data };
   }
-  for (const [decay, track] of s.emaTracks)
-    for (const [key, data] of track) tensors[`ema@${decay}/${key}`] = { dtype: "F32", shape: [data.length], data };
   writeSafetensors(file, tensors, { phase: s.phase, step: String(s.step), extra: JSON.stringify(s.extra) });
 }
 
@@ -45,13 +52,10 @@ export function checkCheckpointFits(
   keys: Iterable<string>,
   arrays: ReadonlyMap<string, Float32Array>,
 ): void {
-  const copies: [string, Map<string, Float32Array>][] = [
-    ...GROUPS.map((g) => [g, state[g]] as [string, Map<string, Float32Array>]),
-    ...[...state.emaTracks].map(([d, track]) => [`ema@${d}`, track] as [string, Map<string, Float32Array>]),
-  ];
+  const groups = groupsOf(state);
   for (const key of keys) {
     const size = (arrays.get(key) as Float32Array).length;
-    for (const [group, copy] of copies) {
+    for (const [group, copy] of groups) {
       const saved = copy.get(key);
       if (!saved) throw new Error(`${file}: the checkpoint (phase ${state.phase}) lacks ${group} of parameter ${key}`);
       if (saved.length !== size)

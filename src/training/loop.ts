@@ -1,8 +1,8 @@
 /**
  * A training loop on the graph layer: one ORT run per step returns the loss and every parameter's
  * gradient; Adam (with warm-up, cosine decay and global-norm clipping) updates the arrays the
- * session feeds; an EMA of the weights is kept for export (and, on request, further EMAs to compare). Progress with loss and ETA; checkpoints
- * every few minutes and at the end.
+ * session feeds; an EMA of the weights is kept for export (and, on request, further EMAs to compare).
+ * Progress with loss and ETA; checkpoints every few minutes and at the end.
  */
 
 import type { Tensor } from "../graph/index.js";
@@ -88,8 +88,8 @@ export async function trainLoop(o: LoopOptions): Promise<TrainingState> {
     };
   };
 
-  // The decay ramps up as (1 + step)/(10 + step), so a decay above the ramp's last value never takes effect.
-  const lastRamp = o.steps / (9 + o.steps);
+  // a decay above the warm-up's value at the last step never takes effect
+  const lastRamp = emaDecayAt(1, o.steps - 1);
   for (const d of emas.keys())
     if (d > lastRamp)
       log(
@@ -112,7 +112,7 @@ export async function trainLoop(o: LoopOptions): Promise<TrainingState> {
     adam.lr = learningRate(o, step);
     adam.update(g);
     for (const [d, copies] of emas) {
-      const warm = Math.min(d, (1 + step) / (10 + step));
+      const warm = emaDecayAt(d, step);
       for (const k of keys) {
         const e = copies.get(k) as Float32Array;
         const p = o.arrays.get(k) as Float32Array;
@@ -138,6 +138,11 @@ export async function trainLoop(o: LoopOptions): Promise<TrainingState> {
   }
   await session.release();
   return state();
+}
+
+/** The EMA's decay at step `step` (0-based): `decay`, capped during warm-up at (1 + step)/(10 + step). */
+function emaDecayAt(decay: number, step: number): number {
+  return Math.min(decay, (1 + step) / (10 + step));
 }
 
 /**
