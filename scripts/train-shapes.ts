@@ -2,7 +2,7 @@
  * npm run train:shapes — reproduces the built-in model from scratch (seeded), resuming after an
  * interruption from the checkpoints in --work (default .cache/train-shapes). Writes the diffusers
  * folder to --out (default models/nulltext-shapes).
- * Options: --seed N, --vae-steps N, --unet-steps N, --scenes N, --threads N, --ema D (which of the
+ * Options: --seed N, --vae-steps N, --unet-steps N, --unet-batch N, --scenes N, --threads N, --ema D (which of the
  * UNet phase's weight averages to export: its main decay, the default, or one of the further tracks it
  * keeps; on a finished run this re-exports in seconds).
  */
@@ -29,11 +29,19 @@ const options = {
   vaeBatch: 16,
   scenes: Number(arg("scenes", "40000")),
   unetSteps: Number(arg("unet-steps", "6800")),
-  unetBatch: 32,
+  unetBatch: Number(arg("unet-batch", "32")),
   exportEmaDecay: process.argv.includes("--ema") ? Number(arg("ema", "")) : undefined,
   threads: Number(arg("threads", "0")) || undefined,
   log,
 };
+for (const [name, value] of [
+  ["vae-steps", options.vaeSteps],
+  ["unet-steps", options.unetSteps],
+  ["unet-batch", options.unetBatch],
+  ["scenes", options.scenes],
+] as const)
+  if (!(Number.isInteger(value) && value > 0))
+    throw new Error(`--${name} must be a positive integer, got ${arg(name, "")}`);
 const ema = options.exportEmaDecay;
 if (ema !== undefined && !(ema > 0 && ema < 1))
   throw new Error(`--ema must be a decay between 0 and 1, got ${arg("ema", "")}`);
