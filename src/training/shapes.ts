@@ -158,7 +158,25 @@ function std(x: Float32Array): number {
  * Recorded in the UNet checkpoint, so that a resume never continues another recipe's run (a checkpoint of
  * another model size is refused by checkCheckpointFits).
  */
-const UNET_RECIPE = "eps, min-snr-5, stratified-t, token-grounding-0.02";
+export const UNET_RECIPE = "eps, min-snr-5, stratified-t, token-grounding-0.02";
+
+/**
+ * Refuses to continue an unfinished UNet checkpoint (its `extra`, read from `file`) written by another recipe
+ * or with another batch size (`--unet-batch`). Checkpoints from before the batch was recorded were batch 32.
+ */
+export function checkUnetResume(file: string, extra: Record<string, unknown>, batch: number): void {
+  if (extra.recipe !== UNET_RECIPE) {
+    throw new Error(
+      `${file} was written by training recipe ${JSON.stringify(extra.recipe ?? "none recorded (plain ε loss, before recipes were recorded)")}, ` +
+        `this code trains ${JSON.stringify(UNET_RECIPE)}: move the file away (or pass --work DIR) to train from scratch`,
+    );
+  }
+  const saved = extra.batch ?? 32;
+  if (!extra.done && saved !== batch)
+    throw new Error(
+      `${file} is a run with batches of ${saved}, not ${batch}: resume it with --unet-batch ${saved}, or move the file away (or pass --work DIR) to train from scratch`,
+    );
+}
 /**
  * The exported weights are this EMA of the text encoder's and UNet's. The loop's warm-up caps the decay at
  * (1 + step)/(10 + step), which passes 0.998 at step 4490 and 0.999 only at step 8990: in a 6800-step run a
@@ -278,12 +296,7 @@ export async function trainUnet(
     for (const [k, v] of arrays) if (!all.has(k)) all.set(k, v);
     return split(all);
   };
-  if (resume && resume.extra.recipe !== UNET_RECIPE) {
-    throw new Error(
-      `${file} was written by training recipe ${JSON.stringify(resume.extra.recipe ?? "none recorded (plain ε loss, before recipes were recorded)")}, ` +
-        `this code trains ${JSON.stringify(UNET_RECIPE)}: move the file away (or pass --work DIR) to train from scratch`,
-    );
-  }
+  if (resume) checkUnetResume(file, resume.extra, B);
   if (resume?.extra.done) {
     checkCheckpointFits(file, resume, params.keys(), arrays);
     o.log(`unet: done (${resume.step} steps), using ${file}`);
@@ -365,7 +378,7 @@ export async function trainUnet(
     },
     checkpointFile: file,
     resume,
-    extra: { recipe: UNET_RECIPE },
+    extra: { recipe: UNET_RECIPE, batch: B },
     threads: o.threads,
     log: o.log,
   });

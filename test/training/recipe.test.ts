@@ -5,7 +5,13 @@
  */
 import { describe, expect, it } from "vitest";
 import { ddimAlphasCumprod, parseDDIMConfig } from "../../src/schedulers/ddim.js";
-import { MIN_SNR_GAMMA, minSnrWeight, stratifiedTimesteps } from "../../src/training/shapes.js";
+import {
+  checkUnetResume,
+  MIN_SNR_GAMMA,
+  minSnrWeight,
+  stratifiedTimesteps,
+  UNET_RECIPE,
+} from "../../src/training/shapes.js";
 import { SHAPES_CONFIGS } from "../../src/training/shapes_config.js";
 import { Rng } from "../../src/util/rng.js";
 
@@ -48,5 +54,25 @@ describe("stratified timesteps", () => {
     const bins = new Array(10).fill(0);
     for (let b = 0; b < 20_000; b++) for (const t of stratifiedTimesteps(rng, 7, 1000)) bins[Math.floor(t / 100)]++;
     for (const n of bins) expect(Math.abs(n / 14_000 - 1)).toBeLessThan(0.02);
+  });
+});
+
+describe("UNet resume check", () => {
+  it("continues a run of the same recipe and batch, and re-exports a finished one whatever the batch", () => {
+    expect(() => checkUnetResume("u.safetensors", { recipe: UNET_RECIPE, batch: 16 }, 16)).not.toThrow();
+    expect(() => checkUnetResume("u.safetensors", { recipe: UNET_RECIPE, batch: 16, done: true }, 32)).not.toThrow();
+    // checkpoints written before the batch was recorded were batch 32
+    expect(() => checkUnetResume("u.safetensors", { recipe: UNET_RECIPE }, 32)).not.toThrow();
+  });
+
+  it("refuses another batch size or another recipe, naming both", () => {
+    expect(() => checkUnetResume("u.safetensors", { recipe: UNET_RECIPE, batch: 16 }, 32)).toThrow(
+      "u.safetensors is a run with batches of 16, not 32: resume it with --unet-batch 16",
+    );
+    expect(() => checkUnetResume("u.safetensors", { recipe: UNET_RECIPE }, 16)).toThrow("batches of 32, not 16");
+    expect(() => checkUnetResume("u.safetensors", { recipe: "eps", batch: 32 }, 32)).toThrow(
+      'u.safetensors was written by training recipe "eps"',
+    );
+    expect(() => checkUnetResume("u.safetensors", {}, 32)).toThrow("none recorded");
   });
 });
