@@ -99,6 +99,7 @@ export async function trainLoop(o: LoopOptions): Promise<TrainingState> {
   let lastSave = Date.now();
   let smoothed = Number.NaN;
   const metricSums: Record<string, number> = {};
+  let windowSteps = 0;
   for (let step = start; step < o.steps; step++) {
     const out = await session.run(o.batch(step));
     const loss = float32Output(out, "loss")[0] as number;
@@ -107,6 +108,7 @@ export async function trainLoop(o: LoopOptions): Promise<TrainingState> {
     smoothed = Number.isNaN(smoothed) ? loss : 0.98 * smoothed + 0.02 * loss;
     for (const name of Object.keys(o.metrics ?? {}))
       metricSums[name] = (metricSums[name] ?? 0) + (float32Output(out, name)[0] as number);
+    windowSteps++;
     const g = keys.map((k) => float32Output(out, `grad/${k}`));
     if (o.clipNorm) clipGlobalNorm(g, o.clipNorm);
     adam.lr = learningRate(o, step);
@@ -124,9 +126,10 @@ export async function trainLoop(o: LoopOptions): Promise<TrainingState> {
       const rate = (done - start) / ((Date.now() - t0) / 1000);
       const eta = (o.steps - done) / rate;
       const metrics = Object.entries(metricSums)
-        .map(([n, s]) => `${n} ${(s / 50).toExponential(3)}`)
+        .map(([n, s]) => `${n} ${(s / windowSteps).toExponential(3)}`)
         .join("  ");
       for (const n of Object.keys(metricSums)) metricSums[n] = 0;
+      windowSteps = 0;
       log(
         `${o.phase} step ${done}/${o.steps}  loss ${smoothed.toExponential(3)}  ${metrics}  lr ${adam.lr.toExponential(2)}  ${rate.toFixed(2)} step/s  ETA ${formatSeconds(eta)}`,
       );
