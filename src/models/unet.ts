@@ -408,23 +408,7 @@ class DownBlock {
           s.outputScale,
         ),
     );
-    const a = s.attention;
-    if (a) {
-      this.attentions = Array.from(
-        { length: s.layers },
-        (_, i) =>
-          new Transformer2DModel(
-            s.w,
-            `${s.prefix}.attentions.${i}`,
-            s.outChannels,
-            a.heads,
-            a.transformerLayers,
-            a.crossDim,
-            s.groups,
-            a.linear,
-          ),
-      );
-    }
+    this.attentions = blockAttentions(s);
     if (addDownsample)
       this.downsamplers = [new Downsample2D(s.w, `${s.prefix}.downsamplers.0`, s.outChannels, downsamplePadding)];
   }
@@ -447,6 +431,26 @@ class DownBlock {
   }
 }
 
+/** A cross-attention block's Transformer2DModel per layer (`attentions.i`), none for a plain block. */
+function blockAttentions(s: BlockSpec): Transformer2DModel[] | undefined {
+  const a = s.attention;
+  if (!a) return undefined;
+  return Array.from(
+    { length: s.layers },
+    (_, i) =>
+      new Transformer2DModel(
+        s.w,
+        `${s.prefix}.attentions.${i}`,
+        s.outChannels,
+        a.heads,
+        a.transformerLayers,
+        a.crossDim,
+        s.groups,
+        a.linear,
+      ),
+  );
+}
+
 class UpBlock {
   readonly resnets: ResnetBlock2D[];
   readonly attentions?: Transformer2DModel[];
@@ -467,23 +471,7 @@ class UpBlock {
         s.outputScale,
       );
     });
-    const a = s.attention;
-    if (a) {
-      this.attentions = Array.from(
-        { length: s.layers },
-        (_, i) =>
-          new Transformer2DModel(
-            s.w,
-            `${s.prefix}.attentions.${i}`,
-            s.outChannels,
-            a.heads,
-            a.transformerLayers,
-            a.crossDim,
-            s.groups,
-            a.linear,
-          ),
-      );
-    }
+    this.attentions = blockAttentions(s);
     if (addUpsample) this.upsamplers = [new Upsample2D(s.w, `${s.prefix}.upsamplers.0`, s.outChannels)];
   }
 
