@@ -158,7 +158,7 @@ function std(x: Float32Array): number {
  * Recorded in the UNet checkpoint, so that a resume never continues another recipe's run (a checkpoint of
  * another model size is refused by checkCheckpointFits).
  */
-export const UNET_RECIPE = "eps, min-snr-5, stratified-t, token-grounding-0.02, object-weight-3";
+export const UNET_RECIPE = "eps, min-snr-5, stratified-t, token-grounding-0.02";
 
 /**
  * Refuses to continue an unfinished UNet checkpoint (its `extra`, read from `file`) written by another recipe
@@ -193,31 +193,6 @@ export const UNET_EMA_TRACKS: number[] = [];
 /** Weight of the token grounding loss (grounding.ts) against the ε loss. */
 export const GROUNDING_WEIGHT = 0.02;
 
-/**
- * Extra weight of the ε loss on the latent cells that an object touches: such a cell weighs 1 + λ, a
- * background cell 1, and each sample's map is scaled to mean 1 (so the loss keeps its scale against the
- * grounding term). Objects cover a tenth of a scene or so; left unweighted, most of the ε loss is flat
- * background, while the colour and shape the prompts name, and the points of stars, are in the objects.
- */
-export const OBJECT_LOSS_WEIGHT = 3;
-
-/**
- * Per-cell ε-loss weights of one scene on an r×r latent grid: 1 + λ where `touched` (the union of its
- * objects' cells), 1 elsewhere, scaled to mean 1.
- */
-export function objectLossWeights(touched: readonly Uint8Array[], r: number, lambda: number): Float32Array {
-  const out = new Float32Array(r * r).fill(1);
-  for (const cells of touched) {
-    if (cells.length !== r * r) throw new Error(`objectLossWeights: ${cells.length} cells, expected ${r}×${r}`);
-    for (let u = 0; u < r * r; u++) if (cells[u]) out[u] = 1 + lambda;
-  }
-  let sum = 0;
-  for (const v of out) sum += v;
-  const scale = (r * r) / sum;
-  for (let u = 0; u < r * r; u++) out[u] = (out[u] as number) * scale;
-  return out;
-}
-
 /** γ of the Min-SNR loss weighting (Hang et al. 2023 use 5). */
 export const MIN_SNR_GAMMA = 5;
 
@@ -248,8 +223,8 @@ export function stratifiedTimesteps(rng: Rng, count: number, T: number): number[
 
 /**
  * Phase 3: text encoder and UNet, ε-prediction on scaled latents (Ho et al. 2020, Algorithm 1), with the
- * Min-SNR-γ weighting, object cells weighted by OBJECT_LOSS_WEIGHT and stratified timesteps above, plus
- * the token grounding loss (grounding.ts) weighted by GROUNDING_WEIGHT.
+ * Min-SNR-γ weighting and stratified timesteps above, plus the token grounding loss (grounding.ts)
+ * weighted by GROUNDING_WEIGHT.
  */
 export async function trainUnet(
   o: ShapesTrainingOptions,
@@ -283,13 +258,10 @@ export async function trainUnet(
   const a = G.input("sqrt_alpha_bar", [B, 1, 1, 1]);
   const b = G.input("sqrt_one_minus_alpha_bar", [B, 1, 1, 1]);
   const w = G.input("loss_weight", [B, 1, 1, 1]);
-  const cellWeight = G.input("cell_weight", [B, 1, hw, hw]);
   // Token grounding on the cross-attention of every level that has it (the mid block's excepted).
   const groundRes = unetConfig.down_block_types.flatMap((type, i) =>
     type === "CrossAttnDownBlock2D" ? [hw / 2 ** i] : [],
   );
-  // The scenes' object cells are wanted at the latent resolution too, for the ε loss's weights.
-  const cellRes = [...new Set([hw, ...groundRes])];
   const groundTokens = G.input("ground_tokens", [B, 1, 1, K]);
   const groundRegions = new Map(groundRes.map((r) => [r, G.input(`ground_region_${r}`, [B, 1, r * r, K])]));
   const groundTerms: G.Tensor[] = [];
@@ -302,7 +274,7 @@ export async function trainUnet(
   const zt = G.add(G.mul(a, z0), G.mul(b, noise));
   const eps = unet.forward(zt, t, text.forward(ids), { attentionHook: hook });
   const diff = G.sub(eps, noise);
-  const epsLoss = G.reduceMean(G.mul(G.mul(w, cellWeight), G.mul(diff, diff)));
+  const epsLoss = G.reduceMean(G.mul(w, G.mul(diff, diff)));
   const groundLoss = G.div(
     groundTerms.reduce((x, y) => G.add(x, y)),
     groundTerms.length,
@@ -346,7 +318,7 @@ export async function trainUnet(
   const grounding = (k: number) => {
     let g = groundingCache.get(k);
     if (!g) {
-      g = sceneGrounding(randomScene(TRAIN_SEED_BASE + k, { objects: "any" }), o.tokenizer, S, cellRes);
+      g = sceneGrounding(randomScene(TRAIN_SEED_BASE + k, { objects: "any" }), o.tokenizer, S, groundRes);
       groundingCache.set(k, g);
     }
     return g;
@@ -371,7 +343,6 @@ export async function trainUnet(
       const sa = new Float32Array(B);
       const sb = new Float32Array(B);
       const lw = new Float32Array(B);
-      const cw = new Float32Array(B * hw * hw);
       const steps = stratifiedTimesteps(rng, B, alphas.length);
       const gTokens = new Float32Array(B * K);
       const gRegions = new Map(groundRes.map((r) => [r, new Float32Array(B * r * r * K)]));
@@ -382,9 +353,7 @@ export async function trainUnet(
         // 10% of prompts dropped to "" so the model also learns the unconditional ε (classifier-free guidance)
         const dropped = rng.next() < 0.1;
         const id = dropped ? empty : tokens(data.prompts[k] as string);
-        const g = grounding(k);
-        if (!dropped) writeGrounding(g, i, K, gTokens, gRegions);
-        cw.set(objectLossWeights(g.cells.get(hw) ?? [], hw, OBJECT_LOSS_WEIGHT), i * hw * hw);
+        if (!dropped) writeGrounding(grounding(k), i, K, gTokens, gRegions);
         id.forEach((v, j) => {
           idData[i * K + j] = BigInt(v);
         });
@@ -403,7 +372,6 @@ export async function trainUnet(
         sqrt_alpha_bar: sa,
         sqrt_one_minus_alpha_bar: sb,
         loss_weight: lw,
-        cell_weight: cw,
         ground_tokens: gTokens,
         ...Object.fromEntries(groundRes.map((r) => [`ground_region_${r}`, gRegions.get(r) as Float32Array])),
       };

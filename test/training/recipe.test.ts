@@ -9,7 +9,6 @@ import {
   checkUnetResume,
   MIN_SNR_GAMMA,
   minSnrWeight,
-  objectLossWeights,
   stratifiedTimesteps,
   UNET_RECIPE,
 } from "../../src/training/shapes.js";
@@ -55,30 +54,6 @@ describe("stratified timesteps", () => {
     const bins = new Array(10).fill(0);
     for (let b = 0; b < 20_000; b++) for (const t of stratifiedTimesteps(rng, 7, 1000)) bins[Math.floor(t / 100)]++;
     for (const n of bins) expect(Math.abs(n / 14_000 - 1)).toBeLessThan(0.02);
-  });
-});
-
-describe("object-weighted ε loss", () => {
-  it("weighs object cells 1 + λ against 1, scaled to mean 1", () => {
-    // a 4×4 grid, one object touching cells 5 and 6: raw weights 4, 4 and fourteen 1s, sum 22
-    const touched = new Uint8Array(16);
-    touched[5] = 1;
-    touched[6] = 1;
-    const w = objectLossWeights([touched], 4, 3);
-    for (let u = 0; u < 16; u++) expect(w[u]).toBeCloseTo(u === 5 || u === 6 ? 64 / 22 : 16 / 22, 6);
-    expect(w.reduce((a, b) => a + b, 0)).toBeCloseTo(16, 5);
-  });
-
-  it("takes the union of overlapping objects, is all 1 without objects, and refuses another grid", () => {
-    const a = new Uint8Array(4);
-    const b = new Uint8Array(4);
-    a[0] = 1;
-    a[1] = 1;
-    b[1] = 1;
-    // union {0, 1}: raw 3, 3, 1, 1, sum 8
-    expect(Array.from(objectLossWeights([a, b], 2, 2))).toEqual([1.5, 1.5, 0.5, 0.5]);
-    expect(Array.from(objectLossWeights([], 2, 2))).toEqual([1, 1, 1, 1]);
-    expect(() => objectLossWeights([a], 3, 2)).toThrow("objectLossWeights: 4 cells, expected 3×3");
   });
 });
 
