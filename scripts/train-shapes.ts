@@ -6,6 +6,7 @@
  * UNet phase's weight averages to export: its main decay, the default, or one of the further tracks it
  * keeps; on a finished run this re-exports in seconds).
  */
+import fs from "node:fs";
 import path from "node:path";
 import { ClipTokenizer } from "../src/models/clip_tokenizer.js";
 import { encodeScenes, exportShapesModel, trainUnet, trainVae } from "../src/training/shapes.js";
@@ -42,10 +43,12 @@ for (const [name, value] of [
 ] as const)
   if (!(Number.isInteger(value) && value > 0))
     throw new Error(`--${name} must be a positive integer, got ${arg(name, "")}`);
+if (!(Number.isInteger(options.seed) && options.seed >= 0))
+  throw new Error(`--seed must be a non-negative integer, got ${arg("seed", "")}`);
 const ema = options.exportEmaDecay;
 if (ema !== undefined && !(ema > 0 && ema < 1))
   throw new Error(`--ema must be a decay between 0 and 1, got ${arg("ema", "")}`);
-(await import("node:fs")).mkdirSync(workDir, { recursive: true });
+fs.mkdirSync(workDir, { recursive: true });
 const vae = await trainVae(options);
 const data = await encodeScenes(options, vae);
 log(`latent scaling factor ${data.scalingFactor.toPrecision(6)}`);

@@ -161,8 +161,9 @@ function std(x: Float32Array): number {
 export const UNET_RECIPE = "eps, min-snr-5, stratified-t, token-grounding-0.02";
 
 /**
- * Refuses to continue an unfinished UNet checkpoint (its `extra`, read from `file`) written by another recipe
- * or with another batch size (`--unet-batch`). Checkpoints from before the batch was recorded were batch 32.
+ * Refuses a UNet checkpoint (its `extra`, read from `file`) written by another recipe, finished or not, and
+ * continuing an unfinished one with another batch size (`--unet-batch`); a finished one re-exports whatever the
+ * batch. Checkpoints from before the batch was recorded were batch 32.
  */
 export function checkUnetResume(file: string, extra: Record<string, unknown>, batch: number): void {
   if (extra.recipe !== UNET_RECIPE) {
