@@ -81,8 +81,12 @@ export type RandomSceneOptions = {
   colors?: readonly Color[];
   shapes?: readonly Shape[];
   backgrounds?: readonly Background[];
-  /** Random rotation of every object (default true); false draws all shapes upright. */
-  rotate?: boolean;
+  /**
+   * Rotation of every object: true (default) any angle, false upright, a number d in (0, 180] an angle
+   * drawn uniformly from [−d, d] around upright. Every choice but false draws one number per object, last,
+   * so that the scene's layout, colours and shapes are the same whatever the rotation.
+   */
+  rotate?: boolean | number;
 };
 
 // Object radii (fractions of the side): large enough that a star's points stay readable at
@@ -103,6 +107,9 @@ export function randomScene(seed: number, options: RandomSceneOptions = {}): Sce
     throw new Error(`randomScene: options.objects must be 1, 2 or "any", got ${JSON.stringify(objectsOption)}`);
   }
   const rotate = options.rotate ?? true;
+  if (typeof rotate === "number" && !(rotate > 0 && rotate <= 180)) {
+    throw new Error(`randomScene: options.rotate must be true, false or an angle in (0, 180] degrees, got ${rotate}`);
+  }
 
   const rng = new Rng(seed);
   const count = objectsOption === "any" ? 1 + rng.int(2) : objectsOption;
@@ -132,7 +139,7 @@ export function randomScene(seed: number, options: RandomSceneOptions = {}): Sce
       cx: centres[i]![0],
       cy: centres[i]![1],
       size: sizes[i]!,
-      rotation: rotate ? rng.uniform(0, 360) : 0,
+      rotation: rotate === false ? 0 : rotate === true ? rng.uniform(0, 360) : rng.uniform(-rotate, rotate),
     })),
   };
 }

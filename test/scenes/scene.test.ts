@@ -124,7 +124,27 @@ describe("randomScene", () => {
     expect(forced.objects.map((o) => `${o.color} ${o.shape}`)).toEqual(["green circle", "green circle"]);
   });
 
+  it("draws a rotation around upright within a given angle, keeping everything else of the scene", () => {
+    let widest = 0;
+    for (let seed = 0; seed < 200; seed++) {
+      const any = randomScene(seed);
+      const near = randomScene(seed, { rotate: 15 });
+      expect(near.objects.map(({ rotation, ...rest }) => rest)).toEqual(
+        any.objects.map(({ rotation, ...rest }) => rest),
+      );
+      expect(near.background).toBe(any.background);
+      for (const o of near.objects) {
+        expect(Math.abs(o.rotation ?? Number.NaN)).toBeLessThanOrEqual(15);
+        widest = Math.max(widest, Math.abs(o.rotation ?? 0));
+      }
+    }
+    // uniform over [−15, 15]: in ~300 draws the widest is near the bound
+    expect(widest).toBeGreaterThan(14);
+  });
+
   it("rejects bad options with the offending value", () => {
+    expect(() => randomScene(1, { rotate: 0 })).toThrow(/angle in \(0, 180\] degrees, got 0/);
+    expect(() => randomScene(1, { rotate: Number.NaN })).toThrow(/got NaN/);
     expect(() => randomScene(1, { colors: [] })).toThrow(/options.colors is empty/);
     expect(() => randomScene(1, { shapes: ["hexagon" as never] })).toThrow(/unknown value "hexagon"/);
     expect(() => randomScene(1, { objects: 3 as never })).toThrow(/must be 1, 2 or "any", got 3/);
