@@ -54,7 +54,16 @@ if (wantsJson()) {
     const perShape = Object.entries(r.t2i_by_shape)
       .filter(([, c]) => c.prompts > 0)
       .map(([sh, c]) => `${sh} ${(100 * c.accuracy).toFixed(0)}% of ${c.prompts}`);
-    console.log(`  by asked shape          ${perShape.join(", ")}\n`);
+    console.log(`  by asked shape          ${perShape.join(", ")}`);
+    const misread = Object.entries(r.t2i_by_shape)
+      .filter(([, c]) => Object.keys(c.misread).length > 0)
+      .map(
+        ([sh, c]) =>
+          `${sh} → ${Object.entries(c.misread)
+            .map(([seen, n]) => `${seen} ${n}`)
+            .join(", ")}`,
+      );
+    console.log(`  wrong ones, read as     ${misread.join("; ") || "none"}\n`);
   }
   printTable(
     r.recon_rows.map((x) => ({

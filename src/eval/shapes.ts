@@ -47,8 +47,12 @@ export interface EditScores {
 export interface ShapesEvalResult {
   vae_psnr: number;
   t2i_accuracy: number;
-  /** Text-to-image accuracy per asked shape (prompts asking for that shape, and the share right). */
-  t2i_by_shape: Record<string, { prompts: number; accuracy: number }>;
+  /**
+   * Text-to-image accuracy per asked shape (prompts asking for that shape, and the share right), and what the
+   * checker read in the images that were wrong: the shape drawn (with " of another colour" when the colour
+   * was wrong too, or only "another colour"), or "N objects" when it found another number of objects.
+   */
+  t2i_by_shape: Record<string, { prompts: number; accuracy: number; misread: Record<string, number> }>;
   recon: Record<string, number>;
   recon_rows: ReconRow[];
   edit: Record<"ddim" | "npi" | "nti", EditScores & { color: EditScores; shape: EditScores }>;
@@ -76,8 +80,8 @@ export async function evaluateShapes(pipe: NullTextPipeline, o: ShapesEvalOption
 
   // 2. text-to-image, one-object prompts at guidance 7.5
   const t2i = count(o.t2iPrompts, 200);
-  const byShape = new Map<string, { prompts: number; right: number }>(
-    SHAPES.map((sh) => [sh, { prompts: 0, right: 0 }]),
+  const byShape = new Map<string, { prompts: number; right: number; misread: Record<string, number> }>(
+    SHAPES.map((sh) => [sh, { prompts: 0, right: 0, misread: {} }]),
   );
   for (let i = 0; i < t2i; i++) {
     const prompt = scenePrompt(randomScene(seed(i), { objects: 1 }));
@@ -86,9 +90,18 @@ export async function evaluateShapes(pipe: NullTextPipeline, o: ShapesEvalOption
     const read = checkPrompt(img, { objects: want.objects.map((ob) => ({ color: ob.color, shape: ob.shape })) });
     // right = exactly one object, of the asked colour and shape (the background is not scored)
     const ok = read.count && read.objects[0]?.color && read.objects[0]?.shape;
-    const tally = byShape.get(want.objects[0]?.shape as string) as { prompts: number; right: number };
+    const tally = byShape.get(want.objects[0]?.shape as string) as NonNullable<ReturnType<typeof byShape.get>>;
     tally.prompts++;
     if (ok) tally.right++;
+    else {
+      const o = read.objects[0];
+      const seen = !read.count
+        ? `${read.reading.objects.length} objects`
+        : o?.shape
+          ? "another colour"
+          : `${o?.found?.shape}${o?.color ? "" : " of another colour"}`;
+      tally.misread[seen] = (tally.misread[seen] ?? 0) + 1;
+    }
   }
   const right = [...byShape.values()].reduce((sum, c) => sum + c.right, 0);
   log(`t2i: ${right}/${t2i} right`);
@@ -176,7 +189,7 @@ export async function evaluateShapes(pipe: NullTextPipeline, o: ShapesEvalOption
     t2i_by_shape: Object.fromEntries(
       [...byShape].map(([sh, c]) => [
         sh,
-        { prompts: c.prompts, accuracy: c.prompts ? c.right / c.prompts : Number.NaN },
+        { prompts: c.prompts, accuracy: c.prompts ? c.right / c.prompts : Number.NaN, misread: c.misread },
       ]),
     ),
     recon,
