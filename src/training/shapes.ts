@@ -49,7 +49,7 @@ const S = SHAPES_IMAGE_SIZE;
 /**
  * The text encoder and UNet learn from scenes whose objects are turned at most this many degrees from upright
  * (the VAE from scenes at any angle). At any angle the model has to pick an orientation for a star's five
- * points while it draws them, and the shipped model of that recipe drew a third of its stars with six points:
+ * points while it draws them, and the model of that recipe drew 15 of 51 stars with six points (eval:shapes):
  * a star's period is 72°, so ±15° leaves it one orientation to learn. The evaluation's scenes stay at any
  * angle.
  */
