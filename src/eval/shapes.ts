@@ -14,6 +14,7 @@ import {
   editPrompt,
   editRegion,
   editScene,
+  type PromptCheck,
   parsePrompt,
   randomScene,
   renderScene,
@@ -80,9 +81,8 @@ export async function evaluateShapes(pipe: NullTextPipeline, o: ShapesEvalOption
 
   // 2. text-to-image, one-object prompts at guidance 7.5
   const t2i = count(o.t2iPrompts, 200);
-  const byShape = new Map<string, { prompts: number; right: number; misread: Record<string, number> }>(
-    SHAPES.map((sh) => [sh, { prompts: 0, right: 0, misread: {} }]),
-  );
+  type Tally = { prompts: number; right: number; misread: Record<string, number> };
+  const byShape = new Map<string, Tally>(SHAPES.map((sh) => [sh, { prompts: 0, right: 0, misread: {} }]));
   for (let i = 0; i < t2i; i++) {
     const prompt = scenePrompt(randomScene(seed(i), { objects: 1 }));
     const img = await pipe.generate(prompt, { seed: seed(i), steps, guidance: 7.5 });
@@ -90,16 +90,11 @@ export async function evaluateShapes(pipe: NullTextPipeline, o: ShapesEvalOption
     const read = checkPrompt(img, { objects: want.objects.map((ob) => ({ color: ob.color, shape: ob.shape })) });
     // right = exactly one object, of the asked colour and shape (the background is not scored)
     const ok = read.count && read.objects[0]?.color && read.objects[0]?.shape;
-    const tally = byShape.get(want.objects[0]?.shape as string) as NonNullable<ReturnType<typeof byShape.get>>;
+    const tally = byShape.get(want.objects[0]?.shape as string) as Tally;
     tally.prompts++;
     if (ok) tally.right++;
     else {
-      const o = read.objects[0];
-      const seen = !read.count
-        ? `${read.reading.objects.length} objects`
-        : o?.shape
-          ? "another colour"
-          : `${o?.found?.shape}${o?.color ? "" : " of another colour"}`;
+      const seen = misreading(read);
       tally.misread[seen] = (tally.misread[seen] ?? 0) + 1;
     }
   }
@@ -198,4 +193,12 @@ export async function evaluateShapes(pipe: NullTextPipeline, o: ShapesEvalOption
     seeds: [Math.min(...o.seeds), Math.max(...o.seeds)],
     seconds: (performance.now() - t0) / 1000,
   };
+}
+
+/** What the checker read in a wrong one-object image, as ShapesEvalResult.t2i_by_shape's `misread` names it. */
+function misreading(read: PromptCheck): string {
+  const o = read.objects[0];
+  if (!read.count || !o?.found) return `${read.reading.objects.length} objects`;
+  if (o.shape) return "another colour";
+  return o.color ? o.found.shape : `${o.found.shape} of another colour`;
 }

@@ -99,8 +99,9 @@ describe("the built-in model", () => {
     // Local blend resets the edited latent to the source's outside its mask at every blended step, so
     // outside the final mask the two final latents are identical; the decoder (with a self-attention
     // block) spreads the inside change a little, bounded here as PSNR ≥ 30 dB on the pixels more than
-    // two latent cells from the mask (at one cell the current model's edit measured 28.2 dB). A threshold of 0.95 (the official one is 0.3) draws a smaller mask,
-    // leaving more of the image outside it to check (at least a fifth of the cells, asserted below).
+    // two latent cells from the mask (at one cell the current model's edit measured 28.2 dB). A threshold
+    // of 0.95 (the official one is 0.3) draws a smaller mask, leaving more of the image outside it to check
+    // (at least a fifth of the cells, asserted below).
     let mask: Uint8Array | undefined;
     const latents = await pipe.editLatents(inversion, [{ prompt: target }], {
       localBlend: {
@@ -138,7 +139,7 @@ describe("the built-in model", () => {
       { length: size * size },
       (_, p) => far[Math.floor(p / (size * cell)) * side + Math.floor((p % size) / cell)] as number,
     );
-    expect(pixels.reduce((x, y) => x + y, 0)).toBeGreaterThan(size * size * 0.05);
+    expect(pixels.reduce((x, y) => x + y, 0)).toBeGreaterThan(size * size * 0.1);
     expect(
       maskedPsnr(blended as typeof image, blendSource as typeof image, { width: size, height: size, data: pixels }),
     ).toBeGreaterThan(30);
