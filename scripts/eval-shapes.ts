@@ -1,6 +1,7 @@
 /**
  * npm run eval:shapes -- [--json] [--seeds A..B] [--model M] [--t2i N] [--recon N] [--edits N]
  *   [--cross-steps F] [--self-steps F]   (Prompt-to-Prompt injection fractions of the word swaps)
+ *   [--null-steps F]   (fraction of the steps in which the edited prompts use the inversion's ∅_t; 1 = the paper)
  * Quality of the built-in model on scenes drawn with seeds disjoint from training (default 0..199).
  */
 
@@ -8,7 +9,7 @@ import { argValue, printTable, wantsJson } from "../bench/common.js";
 import { DEFAULT_MODEL } from "../src/cli/main.js";
 import { checkFraction, P2P_DEFAULTS } from "../src/editing/prompt_to_prompt.js";
 import { evaluateShapes } from "../src/eval/shapes.js";
-import { NullTextPipeline } from "../src/pipeline.js";
+import { EDIT_NULL_STEPS, NullTextPipeline } from "../src/pipeline.js";
 
 const range = argValue("--seeds") ?? "0..199";
 const m = range.match(/^(\d+)\.\.(\d+)$/);
@@ -24,6 +25,7 @@ const fraction = (flag: string, fallback: number): number => {
 };
 const crossReplaceSteps = fraction("--cross-steps", P2P_DEFAULTS.crossReplaceSteps);
 const selfReplaceSteps = fraction("--self-steps", P2P_DEFAULTS.selfReplaceSteps);
+const nullSteps = fraction("--null-steps", EDIT_NULL_STEPS);
 const pipe = await NullTextPipeline.load(argValue("--model") ?? DEFAULT_MODEL);
 const r = await evaluateShapes(pipe, {
   seeds,
@@ -32,6 +34,7 @@ const r = await evaluateShapes(pipe, {
   editScenes: Number(argValue("--edits") ?? 50),
   crossReplaceSteps,
   selfReplaceSteps,
+  nullSteps,
   log: (l) => process.stderr.write(`${l}\n`),
 });
 if (wantsJson()) {
@@ -45,7 +48,7 @@ if (wantsJson()) {
     }),
   );
 } else {
-  const p2p = `Prompt-to-Prompt cross ${crossReplaceSteps}, self ${selfReplaceSteps}`;
+  const p2p = `Prompt-to-Prompt cross ${crossReplaceSteps}, self ${selfReplaceSteps}, edited prompts' ∅_t for ${nullSteps} of the steps`;
   console.log(`eval:shapes — seeds ${r.seeds[0]}..${r.seeds[1]}, ${p2p}, ${r.seconds.toFixed(0)} s\n`);
   console.log(`VAE reconstruction PSNR   ${r.vae_psnr.toFixed(2)} dB   (target ≥ 30)`);
   if (Number.isNaN(r.t2i_accuracy)) console.log("text-to-image accuracy    not measured (--t2i 0)\n");

@@ -26,7 +26,13 @@ export { type AttentionHook, type AttentionSite, UNet2DConditionModel } from "./
 export { AutoencoderKL } from "./models/vae.js";
 export { WeightStore } from "./models/weights.js";
 export { Adam } from "./optim/adam.js";
-export { type InvertOptions, NullTextPipeline, type PipelineOptions } from "./pipeline.js";
+export {
+  EDIT_NULL_STEPS,
+  type EditOptions,
+  type InvertOptions,
+  NullTextPipeline,
+  type PipelineOptions,
+} from "./pipeline.js";
 export { availableExecutionProviders, type HostTensor, Session, type SessionOptions } from "./runtime/session.js";
 export {
   type DDIMConfig,

@@ -55,8 +55,19 @@ export interface PhaseStats {
   vjps: number;
 }
 
+/**
+ * Fraction of the steps, from the first, in which the edited prompts sample with the inversion's ∅_t;
+ * after it they use the empty prompt's ∅. The source prompt always uses ∅_t, so it still reconstructs
+ * the image exactly. The paper edits with ∅_t throughout (1): on the built-in model the later ∅_t
+ * hold the source's shape so firmly that no injection schedule frees it (BENCHMARKS.md, "Null
+ * embeddings of the edited prompts"); the layout is settled in the first steps, which keep ∅_t.
+ */
+export const EDIT_NULL_STEPS = 0.2;
+
 export type EditOptions = PromptToPromptOptions & {
   guidance?: number;
+  /** See EDIT_NULL_STEPS (the default); 1 edits as the paper does. */
+  nullSteps?: number;
   onStep?: (s: number, t: number) => void;
   /** Receives each edit's local-blend mask (latent resolution) after every blended step. */
   onBlendMasks?: (masks: Uint8Array[]) => void;
@@ -391,6 +402,7 @@ export class NullTextPipeline {
       schedule: this.schedule(steps),
       zT: inv.zT,
       nullEmbeddings: nulls,
+      editNullEmbeddings: await this.editNulls(nulls, steps, o.nullSteps ?? EDIT_NULL_STEPS),
       promptEmbeddings: embeddings,
       sourceEmbeddings: source,
       guidance: o.guidance ?? inv.settings.guidance,
@@ -399,6 +411,23 @@ export class NullTextPipeline {
       onBlendMasks: o.onBlendMasks,
     });
     return latents;
+  }
+
+  /**
+   * The edited prompts' ∅ per step: the inversion's for the first `fraction` of the steps, the empty
+   * prompt's after (see EDIT_NULL_STEPS).
+   */
+  private async editNulls(
+    nulls: Float32Array[] | Float32Array,
+    steps: number,
+    fraction: number,
+  ): Promise<Float32Array[]> {
+    if (!(fraction >= 0 && fraction <= 1)) throw new Error(`nullSteps ${fraction}: expected a fraction in [0, 1]`);
+    const [empty] = await this.encodePrompts([""]);
+    const keep = Math.floor(fraction * steps);
+    return Array.from({ length: steps }, (_, i) =>
+      i < keep ? (Array.isArray(nulls) ? (nulls[i] as Float32Array) : nulls) : (empty as Float32Array),
+    );
   }
 
   /** Text-to-image from seeded noise (z_T ~ N(0, I)), for checking a model. */

@@ -8,7 +8,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { P2P_DEFAULTS } from "../editing/prompt_to_prompt.js";
 import { grid, maskedPsnr, psnr, type RgbImage, ssim, writePng } from "../image/index.js";
-import { NullTextPipeline } from "../pipeline.js";
+import { EDIT_NULL_STEPS, NullTextPipeline } from "../pipeline.js";
 import {
   checkPrompt,
   editedWord,
@@ -78,6 +78,7 @@ export async function runDemo(o: DemoOptions): Promise<void> {
       prompt_to_prompt: {
         cross_replace_steps: P2P_DEFAULTS.crossReplaceSteps,
         self_replace_steps: P2P_DEFAULTS.selfReplaceSteps,
+        null_steps: EDIT_NULL_STEPS,
         local_blend: true,
       },
       checker: { success: check.all, read: check.reading.objects.map((r) => `${r.color} ${r.shape}`) },

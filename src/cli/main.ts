@@ -20,7 +20,7 @@ import {
 import { type Inversion, type InversionMethod, readInversion, writeInversion } from "../inversion/file.js";
 import type { NullTextState } from "../inversion/null_text.js";
 import { SafetensorsFile, writeSafetensors } from "../models/safetensors.js";
-import { DEFAULT_SETTINGS, NullTextPipeline, type NullTextResume } from "../pipeline.js";
+import { DEFAULT_SETTINGS, EDIT_NULL_STEPS, NullTextPipeline, type NullTextResume } from "../pipeline.js";
 import { runDemo } from "./demo.js";
 import { Progress } from "./progress.js";
 
@@ -66,6 +66,8 @@ edit:
   --blend SRC:DST     local blend: words of the source and of the edited prompt (e.g. "cat:dog"); pixels elsewhere stay
   --cross-steps F     fraction of steps with cross-attention injection (default 0.8)
   --self-steps F      fraction of steps with self-attention injection (default 0.5)
+  --null-steps F      fraction of steps in which the edited prompts use the inverted null embeddings
+                      (default 0.2; the source always does; 1 = the paper's editing)
   --grid              also write a side-by-side image: reconstruction | edits
 `;
 
@@ -100,6 +102,7 @@ function parse(argv: string[]): Parsed {
       blend: { type: "string" },
       "cross-steps": { type: "string" },
       "self-steps": { type: "string" },
+      "null-steps": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   }) as Parsed;
@@ -325,12 +328,14 @@ async function edit(p: Parsed): Promise<void> {
   const prompts = (p.values.prompt as string[] | undefined) ?? [];
   if (prompts.length === 0) throw new UsageError("edit needs at least one --prompt (the edited prompt)");
   const out = requireOut(p.values, "PNG");
+  const nullSteps = num(p.values["null-steps"], "null-steps", (n) => n >= 0 && n <= 1) ?? EDIT_NULL_STEPS;
   const { pipe, inv } = await loadInversionFor(p);
   const { edits, p2p } = editOptions(p.values, inv.prompt, prompts);
   const bar = new Progress("edit", inv.settings.steps);
   const t0 = performance.now();
   const images = await pipe.edit(inv, edits, {
     ...p2p,
+    nullSteps,
     guidance: num(p.values.guidance, "guidance"),
     onStep: (s) => bar.update(s),
   });
@@ -341,7 +346,7 @@ async function edit(p: Parsed): Promise<void> {
     command: "edit",
     source_prompt: inv.prompt,
     edits,
-    options: p2p,
+    options: { ...p2p, null_steps: nullSteps },
     method: inv.settings.method,
     outputs: outputs.map((o) => path.resolve(o)),
     unet_evals: inv.settings.steps,

@@ -15,6 +15,8 @@ export interface SampleOptions {
   zT: Float32Array;
   /** ∅_t per step, or one embedding for every step. */
   nullEmbeddings: readonly Float32Array[] | Float32Array;
+  /** The edited prompts' ∅ per step where it differs from the source's (default nullEmbeddings). */
+  editNullEmbeddings?: readonly Float32Array[] | Float32Array;
   /** One embedding per prompt (the source first when editing). */
   promptEmbeddings: readonly Float32Array[];
   /** Per-step embedding of the first prompt, replacing promptEmbeddings[0] (textual-inversion ablation). */
@@ -37,8 +39,9 @@ export async function sample(o: SampleOptions): Promise<Float32Array> {
   if (o.zT.length !== size && o.zT.length !== N * size)
     throw new Error(`sample: z_T has ${o.zT.length} values, expected ${size} or ${N * size}`);
   const steps = schedule.timesteps.length;
-  if (Array.isArray(o.nullEmbeddings) && o.nullEmbeddings.length !== steps) {
-    throw new Error(`sample: ${o.nullEmbeddings.length} null embeddings for ${steps} steps`);
+  for (const nulls of [o.nullEmbeddings, o.editNullEmbeddings]) {
+    if (Array.isArray(nulls) && nulls.length !== steps)
+      throw new Error(`sample: ${nulls.length} null embeddings for ${steps} steps`);
   }
   let latents: Float32Array = new Float32Array(N * size);
   for (let n = 0; n < N; n++)
@@ -53,10 +56,11 @@ export async function sample(o: SampleOptions): Promise<Float32Array> {
   let accumulated: Float32Array | undefined;
   for (let i = 0; i < steps; i++) {
     const t = schedule.timesteps[i] as number;
-    const nullEmbedding = Array.isArray(o.nullEmbeddings)
-      ? (o.nullEmbeddings[i] as Float32Array)
-      : (o.nullEmbeddings as Float32Array);
-    for (let n = 0; n < N; n++) context.set(nullEmbedding, n * embedding);
+    const atStep = (nulls: readonly Float32Array[] | Float32Array): Float32Array =>
+      Array.isArray(nulls) ? (nulls[i] as Float32Array) : (nulls as Float32Array);
+    const sourceNull = atStep(o.nullEmbeddings);
+    const editNull = atStep(o.editNullEmbeddings ?? o.nullEmbeddings);
+    for (let n = 0; n < N; n++) context.set(n === 0 ? sourceNull : editNull, n * embedding);
     if (o.sourceEmbeddings) context.set(o.sourceEmbeddings[i] as Float32Array, N * embedding);
     const { eps, maps } = await denoiser.eps(
       latents,

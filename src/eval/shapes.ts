@@ -36,6 +36,8 @@ export interface ShapesEvalOptions {
   /** Prompt-to-Prompt injection fractions of the word swaps (default P2P_DEFAULTS). */
   crossReplaceSteps?: number;
   selfReplaceSteps?: number;
+  /** Fraction of the steps in which the edited prompts use the inversion's ∅ (default EDIT_NULL_STEPS). */
+  nullSteps?: number;
   log?: (line: string) => void;
 }
 
@@ -137,6 +139,7 @@ export async function evaluateShapes(pipe: NullTextPipeline, o: ShapesEvalOption
           localBlend: { words: [objectWords, objectWords] },
           crossReplaceSteps: o.crossReplaceSteps,
           selfReplaceSteps: o.selfReplaceSteps,
+          nullSteps: o.nullSteps,
         });
         const truth = editScene(scene, edit);
         const outside = editRegion(scene, edit, size, 2).map((v) => 1 - v);

@@ -83,6 +83,8 @@ describe("nulltext CLI", () => {
       "cat:dog",
       "--reweight",
       "dog=2",
+      "--null-steps",
+      "0.5",
       "--out",
       at("dog.png"),
       "--grid",
@@ -90,6 +92,7 @@ describe("nulltext CLI", () => {
     );
     expect(e.rc).toBe(0);
     expect(fs.existsSync(at("dog.png"))).toBe(true);
+    expect(JSON.parse(fs.readFileSync(at("dog.png.json"), "utf8")).options.null_steps).toBe(0.5);
     expect(fs.existsSync(at("dog.grid.png"))).toBe(true);
     const rec = await run("reconstruct", inv, "--out", at("rec.png"), ...common);
     expect(rec.rc).toBe(0);
@@ -163,6 +166,22 @@ describe("nulltext CLI", () => {
         )
       ).err,
     ).toMatch(/expected WORD=SCALE/);
+    expect(
+      (
+        await run(
+          "edit",
+          at("photo.nti"),
+          "--prompt",
+          "a photo of a dog",
+          "--null-steps",
+          "2",
+          "--out",
+          at("y.png"),
+          ...common,
+        )
+      ).err,
+    ).toMatch(/--null-steps 2 is not valid/);
+    expect(fs.existsSync(at("y.png"))).toBe(false);
   });
 
   it("refuses corrupt inversion files and inversions made with another model", async () => {
