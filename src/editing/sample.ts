@@ -2,7 +2,8 @@
  * The sampling loop of reconstruction, generation and Prompt-to-Prompt editing: DDIM (eta = 0)
  * from z_T with classifier-free guidance, a null embedding per step (null-text inversion's ∅_t, or
  * the empty prompt's), and optional attention control with local blending — as the official
- * null-text notebook's `text2image_ldm_stable` with `uncond_embeddings` runs it.
+ * null-text notebook's `text2image_ldm_stable` with `uncond_embeddings` runs it, except that the
+ * edited prompts may be given null embeddings of their own (the pipeline's EDIT_NULL_STEPS).
  */
 import { type DDIMSchedule, ddimStep } from "../schedulers/ddim.js";
 import type { Denoiser } from "./denoiser.js";
