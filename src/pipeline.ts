@@ -59,8 +59,8 @@ export interface PhaseStats {
  * Fraction of the steps, from the first, in which the edited prompts sample with the inversion's ∅_t;
  * after it they use the empty prompt's ∅. The source prompt always uses ∅_t, so it still reconstructs
  * the image exactly. The paper edits with ∅_t throughout (1): on the built-in model the later ∅_t
- * hold the source's shape so firmly that no injection schedule frees it (BENCHMARKS.md, "Null
- * embeddings of the edited prompts"); the layout is settled in the first steps, which keep ∅_t.
+ * held the source's shape under every injection schedule tried (BENCHMARKS.md, "Null embeddings of
+ * the edited prompts"). The first 20% of the steps, before local blending starts, keep ∅_t.
  */
 export const EDIT_NULL_STEPS = 0.2;
 
@@ -321,22 +321,25 @@ export class NullTextPipeline {
     return ddimInversion(await this.guidedStep(), this.schedule(steps), z0, cond as Float32Array);
   }
 
-  /** The null embedding of each step, and the source prompt's per-step embedding where it is optimised. */
+  /**
+   * The null embedding of each step, the source prompt's per-step embedding where it is optimised, and
+   * the empty prompt's embedding.
+   */
   private async conditioning(
     inv: Inversion,
-  ): Promise<{ nulls: Float32Array[] | Float32Array; source?: Float32Array[] }> {
-    const [cond, empty] = await this.encodePrompts([inv.prompt, ""]);
+  ): Promise<{ nulls: Float32Array[] | Float32Array; source?: Float32Array[]; empty: Float32Array }> {
+    const [cond, empty] = (await this.encodePrompts([inv.prompt, ""])) as [Float32Array, Float32Array];
     switch (inv.settings.method) {
       case "nti":
-        return { nulls: inv.embeddings };
+        return { nulls: inv.embeddings, empty };
       case "nti-global":
-        return { nulls: inv.embeddings[0] as Float32Array };
+        return { nulls: inv.embeddings[0] as Float32Array, empty };
       case "nti-conditional":
-        return { nulls: empty as Float32Array, source: inv.embeddings };
+        return { nulls: empty, source: inv.embeddings, empty };
       case "npi":
-        return { nulls: cond as Float32Array };
+        return { nulls: cond, empty };
       case "ddim":
-        return { nulls: empty as Float32Array };
+        return { nulls: empty, empty };
     }
   }
 
@@ -392,17 +395,23 @@ export class NullTextPipeline {
   async editLatents(inv: Inversion, edits: readonly EditPrompt[], o: EditOptions = {}): Promise<Float32Array> {
     this.checkInversion(inv);
     for (const e of edits) this.tokenize(e.prompt);
-    const { nulls, source } = await this.conditioning(inv);
+    const nullSteps = o.nullSteps ?? EDIT_NULL_STEPS;
+    if (!(nullSteps >= 0 && nullSteps <= 1)) throw new Error(`nullSteps ${nullSteps}: expected a fraction in [0, 1]`);
+    const { nulls, source, empty } = await this.conditioning(inv);
     const prompts = [inv.prompt, ...edits.map((e) => e.prompt)];
     const embeddings = await this.encodePrompts(prompts);
     const steps = inv.settings.steps;
+    // the edited prompts' ∅: the source's for the first nullSteps of the steps, the empty prompt's after
+    const keep = Math.floor(nullSteps * steps);
+    const perStep: Float32Array[] = Array.isArray(nulls) ? nulls : new Array(steps).fill(nulls);
+    const editNulls = perStep.map((e, i) => (i < keep ? e : empty));
     const edit = buildAttentionEdit(inv.prompt, edits, steps, this.model.tokenizer, o);
     const latents = await sample({
       denoiser: await this.denoiser(prompts.length, true),
       schedule: this.schedule(steps),
       zT: inv.zT,
       nullEmbeddings: nulls,
-      editNullEmbeddings: await this.editNulls(nulls, steps, o.nullSteps ?? EDIT_NULL_STEPS),
+      editNullEmbeddings: editNulls,
       promptEmbeddings: embeddings,
       sourceEmbeddings: source,
       guidance: o.guidance ?? inv.settings.guidance,
@@ -411,23 +420,6 @@ export class NullTextPipeline {
       onBlendMasks: o.onBlendMasks,
     });
     return latents;
-  }
-
-  /**
-   * The edited prompts' ∅ per step: the inversion's for the first `fraction` of the steps, the empty
-   * prompt's after (see EDIT_NULL_STEPS).
-   */
-  private async editNulls(
-    nulls: Float32Array[] | Float32Array,
-    steps: number,
-    fraction: number,
-  ): Promise<Float32Array[]> {
-    if (!(fraction >= 0 && fraction <= 1)) throw new Error(`nullSteps ${fraction}: expected a fraction in [0, 1]`);
-    const [empty] = await this.encodePrompts([""]);
-    const keep = Math.floor(fraction * steps);
-    return Array.from({ length: steps }, (_, i) =>
-      i < keep ? (Array.isArray(nulls) ? (nulls[i] as Float32Array) : nulls) : (empty as Float32Array),
-    );
   }
 
   /** Text-to-image from seeded noise (z_T ~ N(0, I)), for checking a model. */

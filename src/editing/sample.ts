@@ -55,12 +55,12 @@ export async function sample(o: SampleOptions): Promise<Float32Array> {
   const blend = o.edit?.blend;
   const r = denoiser.blendResolution;
   let accumulated: Float32Array | undefined;
+  const atStep = (nulls: readonly Float32Array[] | Float32Array, i: number): Float32Array =>
+    Array.isArray(nulls) ? (nulls[i] as Float32Array) : (nulls as Float32Array);
   for (let i = 0; i < steps; i++) {
     const t = schedule.timesteps[i] as number;
-    const atStep = (nulls: readonly Float32Array[] | Float32Array): Float32Array =>
-      Array.isArray(nulls) ? (nulls[i] as Float32Array) : (nulls as Float32Array);
-    const sourceNull = atStep(o.nullEmbeddings);
-    const editNull = atStep(o.editNullEmbeddings ?? o.nullEmbeddings);
+    const sourceNull = atStep(o.nullEmbeddings, i);
+    const editNull = atStep(o.editNullEmbeddings ?? o.nullEmbeddings, i);
     for (let n = 0; n < N; n++) context.set(n === 0 ? sourceNull : editNull, n * embedding);
     if (o.sourceEmbeddings) context.set(o.sourceEmbeddings[i] as Float32Array, N * embedding);
     const { eps, maps } = await denoiser.eps(

@@ -151,36 +151,11 @@ describe("nulltext CLI", () => {
     expect((await run("reconstruct", at("photo.nti"), "--out", at("z.png"), "--unet-weights", "fast")).err).toMatch(
       /--unet-weights fast: expected auto, shared or per-session/,
     );
-    expect(
-      (
-        await run(
-          "edit",
-          at("photo.nti"),
-          "--prompt",
-          "a photo of a dog",
-          "--reweight",
-          "dog:2",
-          "--out",
-          at("y.png"),
-          ...common,
-        )
-      ).err,
-    ).toMatch(/expected WORD=SCALE/);
-    expect(
-      (
-        await run(
-          "edit",
-          at("photo.nti"),
-          "--prompt",
-          "a photo of a dog",
-          "--null-steps",
-          "2",
-          "--out",
-          at("y.png"),
-          ...common,
-        )
-      ).err,
-    ).toMatch(/--null-steps 2 is not valid/);
+    const editError = async (...flags: string[]) =>
+      (await run("edit", at("photo.nti"), "--prompt", "a photo of a dog", ...flags, "--out", at("y.png"), ...common))
+        .err;
+    expect(await editError("--reweight", "dog:2")).toMatch(/expected WORD=SCALE/);
+    expect(await editError("--null-steps", "2")).toMatch(/--null-steps 2 is not valid/);
     expect(fs.existsSync(at("y.png"))).toBe(false);
   });
 
