@@ -4,10 +4,9 @@
  * on request, graph inputs fed from host memory; trainable weights become graph inputs that the
  * runtime feeds from their arrays.
  */
-import { createHash } from "node:crypto";
-import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
+import { getPlatform } from "../platform/platform.js";
+import { concatBytes, equalBytes, fnv1a } from "../util/bytes.js";
+import { extName, joinPath } from "../util/paths.js";
 import { type AnyTypedArray, DTYPES, type DType, halfArrayToFloat32, scalarArray } from "./dtype.js";
 import { attr, type Emit } from "./emit.js";
 import { topoSort } from "./grad.js";
@@ -103,18 +102,21 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
     return name;
   };
 
-  // Constants are deduplicated by content (the same scalar is created many times).
-  const constCache = new Map<string, string>();
+  // Constants are deduplicated by content (the same scalar is created many times): a cheap hash
+  // picks the bucket, the bytes decide.
+  const constCache = new Map<string, { bytes: Uint8Array; name: string }[]>();
+  let constCount = 0;
   let tmp = 0;
   const constant = (data: AnyTypedArray, dims: number[], dtype: DType): string => {
     const bytes = bytesOf(data);
-    const key = `${dtype}:${dims}:${bytes.length <= 256 ? Buffer.from(bytes).toString("base64") : createHash("sha1").update(bytes).digest("hex")}`;
-    let name = constCache.get(key);
-    if (!name) {
-      name = claim(`const_${constCache.size}`, "constant");
-      constCache.set(key, name);
-      initializers.push({ name, dims, dataType: DTYPES[dtype].onnx, rawData: bytes });
-    }
+    const key = `${dtype}:${dims}:${fnv1a(bytes)}`;
+    const bucket = constCache.get(key) ?? [];
+    const hit = bucket.find((c) => equalBytes(c.bytes, bytes));
+    if (hit) return hit.name;
+    const name = claim(`const_${constCount++}`, "constant");
+    bucket.push({ bytes, name });
+    constCache.set(key, bucket);
+    initializers.push({ name, dims, dataType: DTYPES[dtype].onnx, rawData: bytes });
     return name;
   };
   const scalarConst = (value: number, dtype: DType): string => constant(scalarArray(value, dtype), [], dtype);
@@ -160,7 +162,7 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
   const fed = new Set(weightInputs.map((w) => w.tensor.id));
   // Weights in float32 files are referenced in place; the folder holds the model and any converted weights.
   const externalWriter = external
-    ? new ExternalData(options.externalDir ?? defaultExternalDir(), options.name ?? "graph")
+    ? new ExternalData(options.externalDir ?? getPlatform().tempDir(), options.name ?? "graph")
     : undefined;
   for (const t of frozen) {
     const leaf = t.leaf as Extract<NonNullable<Tensor["leaf"]>, { kind: "weight" }>;
@@ -324,19 +326,7 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
   if (externalWriter) {
     return { ...compiled, model: { kind: "file", path: externalWriter.finish(chunks) } };
   }
-  return { ...compiled, model: { kind: "bytes", bytes: Buffer.concat(chunks) } };
-}
-
-let processDir: string | undefined;
-
-/** A folder for this process's compiled models, removed when the process exits. */
-function defaultExternalDir(): string {
-  if (!processDir) {
-    const dir = path.join(process.env.NULLTEXT_CACHE ?? path.join(os.tmpdir(), "nulltext-onnx"), `${process.pid}`);
-    processDir = dir;
-    process.once("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
-  }
-  return processDir;
+  return { ...compiled, model: { kind: "bytes", bytes: concatBytes(chunks) } };
 }
 
 /**
@@ -363,20 +353,17 @@ function hostWeight(name: string, src: WeightSource, dtype: DType): AnyTypedArra
 }
 
 function readRange(file: string, offset: number, length: number): Uint8Array {
-  const fd = fs.openSync(file, "r");
+  const f = getPlatform().openFile(file);
   try {
-    const out = Buffer.allocUnsafe(length);
-    let done = 0;
-    while (done < length) {
-      const n = fs.readSync(fd, out, done, length - done, offset + done);
-      if (n === 0) throw new Error(`${file}: ended at byte ${offset + done}, expected ${offset + length}`);
-      done += n;
-    }
-    return out;
+    return f.read(offset, length);
   } finally {
-    fs.closeSync(fd);
+    f.close();
   }
 }
+
+type PlacedSource =
+  | { kind: "array"; data: AnyTypedArray }
+  | { kind: "file"; path: string; offset: number; byteLength: number };
 
 /**
  * Weights outside the protobuf. Those already in a file with the right bytes (a float32 or float16
@@ -387,7 +374,8 @@ function readRange(file: string, offset: number, length: number): Uint8Array {
  */
 class ExternalData {
   private readonly dataFile: string;
-  private fd: number | undefined;
+  /** What goes into the data file, in order, each at a page-aligned offset; read when written. */
+  private readonly pieces: { at: number; source: PlacedSource }[] = [];
   private offset = 0;
   private readonly links = new Map<string, string | null>();
 
@@ -395,61 +383,62 @@ class ExternalData {
     private readonly dir: string,
     private readonly name: string,
   ) {
-    fs.mkdirSync(dir, { recursive: true });
+    getPlatform().makeDir(dir);
     this.dataFile = `${name}.weights`;
   }
 
-  place(
-    src: { kind: "array"; data: AnyTypedArray } | { kind: "file"; path: string; offset: number; byteLength: number },
-  ) {
+  place(src: PlacedSource) {
     if (src.kind === "file") {
-      const real = fs.realpathSync(src.path);
+      const platform = getPlatform();
+      const real = platform.realPath(src.path);
       let link = this.links.get(real);
       if (link === undefined) {
-        link = `${this.name}.source${this.links.size}${path.extname(real)}`;
-        const at = path.join(this.dir, link);
-        fs.rmSync(at, { force: true });
-        try {
-          fs.linkSync(real, at);
-        } catch (err) {
-          const code = (err as NodeJS.ErrnoException).code;
-          if (code !== "EXDEV" && code !== "EPERM" && code !== "EMLINK") throw err;
-          process.stderr.write(
-            `nulltext: ${real} is on another filesystem than ${this.dir}; copying its weights (set NULLTEXT_CACHE to a folder on the same filesystem to avoid this)\n`,
+        link = `${this.name}.source${this.links.size}${extName(real)}`;
+        const at = joinPath(this.dir, link);
+        platform.remove(at);
+        if (!platform.linkFile(real, at)) {
+          platform.warn(
+            `nulltext: ${real} is on another filesystem than ${this.dir}; copying its weights (set NULLTEXT_CACHE to a folder on the same filesystem to avoid this)`,
           );
           link = null;
         }
         this.links.set(real, link);
       }
       if (link !== null) return { location: link, offset: src.offset, length: src.byteLength };
-      return this.append(readRange(real, src.offset, src.byteLength));
+      return this.append({ ...src, path: real }, src.byteLength);
     }
-    return this.append(bytesOf(src.data));
+    return this.append(src, src.data.byteLength);
   }
 
-  private append(bytes: Uint8Array) {
-    if (this.fd === undefined) this.fd = fs.openSync(path.join(this.dir, `${this.dataFile}.partial`), "w");
+  private append(source: PlacedSource, length: number) {
     const at = this.offset;
-    fs.writeSync(this.fd, bytes, 0, bytes.length, at);
-    this.offset = Math.ceil((at + bytes.length) / 4096) * 4096;
-    return { location: this.dataFile, offset: at, length: bytes.length };
+    this.pieces.push({ at, source });
+    this.offset = Math.ceil((at + length) / 4096) * 4096;
+    return { location: this.dataFile, offset: at, length };
   }
 
-  /** Writes the model next to its data, atomically; returns the model path. */
+  /** The data file's bytes, one piece at a time (a copied file range is read only now), zero-padded to each offset. */
+  private *dataChunks(): Generator<Uint8Array> {
+    let written = 0;
+    for (const { at, source } of this.pieces) {
+      if (at > written) yield new Uint8Array(at - written);
+      const bytes =
+        source.kind === "array" ? bytesOf(source.data) : readRange(source.path, source.offset, source.byteLength);
+      yield bytes;
+      written = at + bytes.byteLength;
+    }
+  }
+
+  /** Writes the weights, then the model next to them, each atomically; returns the model path. */
   finish(chunks: Uint8Array[]): string {
-    if (this.fd !== undefined) {
-      fs.closeSync(this.fd);
-      fs.renameSync(path.join(this.dir, `${this.dataFile}.partial`), path.join(this.dir, this.dataFile));
+    const platform = getPlatform();
+    // Temporary files: atomic (a reader never sees half a model) but not flushed to disk.
+    const temporary = { durable: false };
+    if (this.pieces.length > 0) {
+      platform.writeFileAtomic(joinPath(this.dir, this.dataFile), this.dataChunks(), temporary);
     }
-    const modelPath = path.join(this.dir, `${this.name}.onnx`);
-    const partial = `${modelPath}.partial`;
-    const fd = fs.openSync(partial, "w");
-    try {
-      for (const c of chunks) fs.writeSync(fd, c);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(partial, modelPath);
+    const modelPath = joinPath(this.dir, `${this.name}.onnx`);
+    platform.writeFileAtomic(modelPath, chunks, temporary);
     return modelPath;
   }
 }

@@ -2,10 +2,9 @@
  * ONNX Runtime sessions for compiled graphs: created once per graph and reused, with feeds
  * checked against the graph's declared inputs and ORT failures reported with the node's meaning.
  */
-import os from "node:os";
-import * as ort from "onnxruntime-node";
 import type { CompiledGraph, CompileOptions, ValueSpec } from "../graph/compile.js";
 import { type AnyTypedArray, DTYPES, type DType, dtypeFromOrt } from "../graph/dtype.js";
+import { getPlatform, type OrtSession, type OrtSessionOptions, type OrtTensor } from "../platform/platform.js";
 
 /** A tensor in host memory. */
 export interface HostTensor {
@@ -56,16 +55,16 @@ export function unetCompileOptions(options: SessionOptions): CompileOptions {
 }
 
 export function availableExecutionProviders(): string[] {
-  return ort.listSupportedBackends().map((b) => b.name);
+  return getPlatform().ort().backends();
 }
 
 export class Session {
   /** Weight inputs wrapped once: ORT reads their arrays at every run, so in-place updates take effect. */
-  private readonly weightFeeds: Map<string, ort.Tensor>;
+  private readonly weightFeeds: Map<string, OrtTensor>;
 
   private constructor(
     readonly graph: CompiledGraph,
-    private readonly session: ort.InferenceSession,
+    private readonly session: OrtSession,
   ) {
     this.weightFeeds = new Map(
       graph.weightInputs.map((w) => [
@@ -76,30 +75,32 @@ export class Session {
   }
 
   static async create(graph: CompiledGraph, options: SessionOptions = {}): Promise<Session> {
+    const platform = getPlatform();
+    const ort = platform.ort();
     const providers = [...(options.executionProviders ?? []).filter((p) => p !== "cpu"), "cpu"];
-    const available = availableExecutionProviders();
+    const available = ort.backends();
     for (const p of providers) {
       if (!available.includes(p)) {
         throw new Error(
-          `execution provider '${p}' is not available in this onnxruntime-node build (available: ${available.join(", ")})`,
+          `execution provider '${p}' is not available in this ${ort.name} build (available: ${available.join(", ")})`,
         );
       }
     }
-    const sessionOptions: ort.InferenceSession.SessionOptions = {
+    const sessionOptions: OrtSessionOptions = {
       executionProviders: providers,
       graphOptimizationLevel: "all",
       enableCpuMemArena: true,
       enableMemPattern: options.memoryPattern ?? true,
       logSeverityLevel: options.logLevel ?? 3,
       extra: { session: {}, ...nest(options.config ?? {}) },
+      intraOpNumThreads: options.threads ?? platform.defaultThreads(),
+      interOpNumThreads: 1,
     };
-    sessionOptions.intraOpNumThreads = options.threads ?? os.availableParallelism();
-    sessionOptions.interOpNumThreads = 1;
     try {
-      const session =
-        graph.model.kind === "file"
-          ? await ort.InferenceSession.create(graph.model.path, sessionOptions)
-          : await ort.InferenceSession.create(graph.model.bytes, sessionOptions);
+      const session = await ort.createSession(
+        graph.model.kind === "file" ? graph.model.path : graph.model.bytes,
+        sessionOptions,
+      );
       return new Session(graph, session);
     } catch (err) {
       throw explain(graph, err, "creating the session for");
@@ -111,7 +112,7 @@ export class Session {
     feeds: Record<string, HostTensor | AnyTypedArray>,
     outputs?: readonly string[],
   ): Promise<Record<string, HostTensor>> {
-    const ortFeeds: Record<string, ort.Tensor> = {};
+    const ortFeeds: Record<string, OrtTensor> = {};
     const known = new Set([...this.graph.inputs.map((i) => i.name), ...this.graph.weightInputs.map((w) => w.name)]);
     for (const name of Object.keys(feeds)) {
       if (!known.has(name)) {
@@ -128,9 +129,9 @@ export class Session {
     for (const w of this.graph.weightInputs) {
       const feed = feeds[w.name];
       const spec = { name: w.name, shape: [...w.tensor.shape], dtype: w.tensor.dtype };
-      ortFeeds[w.name] = feed ? toOrt(this.graph.name, spec, feed) : (this.weightFeeds.get(w.name) as ort.Tensor);
+      ortFeeds[w.name] = feed ? toOrt(this.graph.name, spec, feed) : (this.weightFeeds.get(w.name) as OrtTensor);
     }
-    let result: ort.InferenceSession.ReturnType;
+    let result: Record<string, OrtTensor>;
     try {
       result = outputs ? await this.session.run(ortFeeds, [...outputs]) : await this.session.run(ortFeeds);
     } catch (err) {
@@ -160,7 +161,7 @@ function describeSpec(s: ValueSpec): string {
   return `${s.dtype}[${s.shape.join(", ")}]`;
 }
 
-function toOrt(graphName: string, spec: ValueSpec, feed: HostTensor | AnyTypedArray): ort.Tensor {
+function toOrt(graphName: string, spec: ValueSpec, feed: HostTensor | AnyTypedArray): OrtTensor {
   const host: HostTensor =
     "data" in feed && "shape" in feed
       ? (feed as HostTensor)
@@ -180,7 +181,7 @@ function toOrt(graphName: string, spec: ValueSpec, feed: HostTensor | AnyTypedAr
       `${graphName}: input '${spec.name}' must be ${describeSpec(spec)}, got shape [${host.shape.join(", ")}] with ${host.data.length} values`,
     );
   }
-  return new ort.Tensor(DTYPES[spec.dtype].ort as "float32", host.data as Float32Array, spec.shape);
+  return getPlatform().ort().tensor(DTYPES[spec.dtype].ort, host.data, spec.shape);
 }
 
 function nest(config: Record<string, string>): Record<string, unknown> {

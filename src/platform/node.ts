@@ -1,0 +1,182 @@
+/** The Node implementation of the platform: `node:fs`, `node:crypto` and onnxruntime-node. */
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import { createRequire } from "node:module";
+import os from "node:os";
+import path from "node:path";
+import type * as OrtNode from "onnxruntime-node";
+import type { OrtBinding, OrtSession, OrtTensor, Platform, RandomAccessFile } from "./platform.js";
+
+/** Positioned reads of exactly `bytes.byteLength` bytes (one read returns at most ~2 GiB on Linux). */
+function readFully(fd: number, bytes: Uint8Array, position: number, what: string): void {
+  let done = 0;
+  while (done < bytes.byteLength) {
+    const n = fs.readSync(fd, bytes, done, bytes.byteLength - done, position + done);
+    if (n === 0) {
+      throw new Error(`${what}: the file ended after ${done} of ${bytes.byteLength} bytes at offset ${position}`);
+    }
+    done += n;
+  }
+}
+
+function writeFully(fd: number, bytes: Uint8Array, position: number, file: string): void {
+  let done = 0;
+  while (done < bytes.byteLength) {
+    const n = fs.writeSync(fd, bytes, done, bytes.byteLength - done, position + done);
+    if (n === 0) throw new Error(`${file}: the write made no progress at offset ${position + done}`);
+    done += n;
+  }
+}
+
+function allocate(length: number, what: string): Uint8Array {
+  try {
+    return new Uint8Array(length);
+  } catch (error) {
+    throw new Error(`${what}: cannot allocate ${length} bytes (${(error as Error).message})`);
+  }
+}
+
+function openFile(file: string): RandomAccessFile {
+  let fd: number | undefined = fs.openSync(file, "r");
+  let size: number;
+  try {
+    const stat = fs.fstatSync(fd);
+    if (!stat.isFile()) throw new Error(`${file}: not a regular file`);
+    size = stat.size;
+  } catch (error) {
+    fs.closeSync(fd);
+    throw error;
+  }
+  return {
+    path: file,
+    size,
+    read(offset, length) {
+      if (fd === undefined) throw new Error(`${file}: cannot read: the file was closed`);
+      const bytes = allocate(length, `${file}: bytes [${offset}, ${offset + length})`);
+      readFully(fd, bytes, offset, file);
+      return bytes;
+    },
+    close() {
+      if (fd !== undefined) fs.closeSync(fd);
+      fd = undefined;
+    },
+  };
+}
+
+function syncDirectory(directory: string): void {
+  // Makes the rename itself durable. Opening a directory for fsync is not possible on Windows,
+  // where the rename is durable enough for our purposes, so a failure here is not an error.
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(directory, "r");
+    fs.fsyncSync(fd);
+  } catch {
+    // see above
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
+function writeFileAtomic(
+  file: string,
+  data: Uint8Array | string | Iterable<Uint8Array>,
+  options: { durable?: boolean } = {},
+): void {
+  const durable = options.durable ?? true;
+  const chunks: Iterable<Uint8Array> =
+    typeof data === "string" ? [new TextEncoder().encode(data)] : data instanceof Uint8Array ? [data] : data;
+  const partial = `${file}.partial`;
+  const fd = fs.openSync(partial, "w");
+  try {
+    let position = 0;
+    for (const chunk of chunks) {
+      writeFully(fd, chunk, position, partial);
+      position += chunk.byteLength;
+    }
+    if (durable) fs.fsyncSync(fd);
+  } catch (error) {
+    fs.closeSync(fd);
+    fs.rmSync(partial, { force: true });
+    throw error;
+  }
+  fs.closeSync(fd);
+  try {
+    fs.renameSync(partial, file);
+  } catch (error) {
+    fs.rmSync(partial, { force: true });
+    throw error;
+  }
+  if (durable) syncDirectory(path.dirname(file));
+}
+
+let processDir: string | undefined;
+
+/** `$NULLTEXT_CACHE/<pid>` or `<os temp>/nulltext-onnx/<pid>`, removed when the process exits. */
+function tempDir(): string {
+  if (!processDir) {
+    const dir = path.join(process.env.NULLTEXT_CACHE ?? path.join(os.tmpdir(), "nulltext-onnx"), `${process.pid}`);
+    processDir = dir;
+    process.once("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
+  }
+  return processDir;
+}
+
+let binding: OrtBinding | undefined;
+
+/** onnxruntime-node, required on first use (loading its native library takes a moment). */
+function ort(): OrtBinding {
+  if (binding) return binding;
+  const lib = createRequire(import.meta.url)("onnxruntime-node") as typeof OrtNode;
+  binding = {
+    name: "onnxruntime-node",
+    async createSession(model, options) {
+      const session =
+        typeof model === "string"
+          ? await lib.InferenceSession.create(model, options)
+          : await lib.InferenceSession.create(model, options);
+      return session as unknown as OrtSession;
+    },
+    tensor(type, data, dims) {
+      return new lib.Tensor(type as "float32", data as Float32Array, dims) as OrtTensor;
+    },
+    backends: () => lib.listSupportedBackends().map((b) => b.name),
+  };
+  return binding;
+}
+
+export const nodePlatform: Platform = {
+  name: "node",
+  readFile: (file) => {
+    const bytes = fs.readFileSync(file);
+    return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  },
+  openFile,
+  stat: (file) => {
+    const stat = fs.statSync(file, { throwIfNoEntry: false });
+    return stat ? { size: stat.size, isDirectory: stat.isDirectory() } : undefined;
+  },
+  listDir: (dir) => fs.readdirSync(dir),
+  realPath: (file) => fs.realpathSync(file),
+  makeDir: (dir) => {
+    fs.mkdirSync(dir, { recursive: true });
+  },
+  remove: (file) => fs.rmSync(file, { recursive: true, force: true }),
+  writeFileAtomic,
+  linkFile: (existing, link) => {
+    try {
+      fs.linkSync(existing, link);
+      return true;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === "EXDEV" || code === "EPERM" || code === "EMLINK") return false;
+      throw err;
+    }
+  },
+  sha256: async (bytes) => createHash("sha256").update(bytes).digest("hex"),
+  tempDir,
+  warn: (message) => {
+    process.stderr.write(`${message}\n`);
+  },
+  defaultThreads: () => os.availableParallelism(),
+  ort,
+};
