@@ -8,10 +8,12 @@ export {
   buildAttentionEdit,
   type EditPrompt,
   localBlend,
+  PromptToPromptController,
   type PromptToPromptOptions,
-} from "./editing/prompt_to_prompt.js";
+  refinementMapper,
+  replacementMapper,
+} from "./editing/prompt_to_prompt/index.js";
 export { sample } from "./editing/sample.js";
-export { refinementMapper, replacementMapper } from "./editing/seq_aligner.js";
 export * as graph from "./graph/index.js";
 export * from "./image/index.js";
 export { ddimInversion } from "./inversion/ddim_inversion.js";

@@ -7,7 +7,7 @@
  */
 import { type DDIMSchedule, ddimStep } from "../schedulers/ddim.js";
 import type { Denoiser } from "./denoiser.js";
-import { type AttentionEdit, localBlend } from "./prompt_to_prompt.js";
+import type { AttentionEdit } from "./prompt_to_prompt/tensors.js";
 
 export interface SampleOptions {
   denoiser: Denoiser;
@@ -52,9 +52,9 @@ export async function sample(o: SampleOptions): Promise<Float32Array> {
   o.promptEmbeddings.forEach((e, n) => {
     context.set(e, (N + n) * embedding);
   });
-  const blend = o.edit?.blend;
-  const r = denoiser.blendResolution;
-  let accumulated: Float32Array | undefined;
+  if (o.edit && !denoiser.controller)
+    throw new Error("sample: an attention edit needs a denoiser created with attentionControl");
+  const control = o.edit && denoiser.controller?.begin(o.edit, [c, h, w]);
   const atStep = (nulls: readonly Float32Array[] | Float32Array, i: number): Float32Array =>
     Array.isArray(nulls) ? (nulls[i] as Float32Array) : (nulls as Float32Array);
   for (let i = 0; i < steps; i++) {
@@ -63,23 +63,12 @@ export async function sample(o: SampleOptions): Promise<Float32Array> {
     const editNull = atStep(o.editNullEmbeddings ?? o.nullEmbeddings, i);
     for (let n = 0; n < N; n++) context.set(n === 0 ? sourceNull : editNull, n * embedding);
     if (o.sourceEmbeddings) context.set(o.sourceEmbeddings[i] as Float32Array, N * embedding);
-    const { eps, maps } = await denoiser.eps(
-      latents,
-      t,
-      context,
-      o.guidance,
-      o.edit ? { edit: o.edit, step: i } : undefined,
-    );
+    const { eps, outputs } = await denoiser.eps(latents, t, context, o.guidance, control?.feeds(i));
     latents = ddimStep(schedule, eps, t, latents).prevSample;
-    if (blend && maps) {
-      // official AttentionStore: the maps are summed over steps (the mask is normalised by its maximum)
-      if (!accumulated) accumulated = new Float32Array(maps.length);
-      for (let k = 0; k < maps.length; k++) accumulated[k] = (accumulated[k] as number) + (maps[k] as number);
-      if (i >= blend.startStep) {
-        const blended = localBlend(latents, [c, h, w], accumulated, r, blend);
-        latents = blended.latents;
-        o.onBlendMasks?.(blended.masks);
-      }
+    if (control) {
+      const blended = control.afterStep(latents, outputs, i);
+      latents = blended.latents;
+      if (blended.masks) o.onBlendMasks?.(blended.masks);
     }
     o.onStep?.(i + 1, steps);
   }

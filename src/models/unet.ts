@@ -167,7 +167,16 @@ export interface AttentionSite {
   resolution: [number, number];
 }
 
-export type AttentionHook = (probs: Tensor, site: AttentionSite) => Tensor;
+/**
+ * Attention control, given when the graph is built. The hook names the layers it touches; only
+ * those keep their full probability matrix for `apply` to see, every other layer keeps blocked,
+ * memory-bounded attention (G.attention without a probsHook).
+ */
+export interface AttentionHook {
+  touches(site: AttentionSite): boolean;
+  /** probs [B, heads, Nq, Nk] → the probabilities the layer uses. */
+  apply(probs: Tensor, site: AttentionSite): Tensor;
+}
 
 interface Ctx {
   temb: Tensor;
@@ -244,7 +253,7 @@ class Attention {
       const hook = ctx.hook;
       const o = G.attention(this.to_q.forward(x), this.to_k.forward(context), this.to_v.forward(context), {
         heads: this.heads,
-        probsHook: hook ? (p) => hook(p, site) : undefined,
+        probsHook: hook?.touches(site) ? (p) => hook.apply(p, site) : undefined,
       });
       return this.to_out[0].forward(o);
     });

@@ -278,11 +278,12 @@ export async function trainUnet(
   const groundTokens = G.input("ground_tokens", [B, 1, 1, K]);
   const groundRegions = new Map(groundRes.map((r) => [r, G.input(`ground_region_${r}`, [B, 1, r * r, K])]));
   const groundTerms: G.Tensor[] = [];
-  const hook: AttentionHook = (probs, site) => {
-    const region = groundRegions.get(site.resolution[0]);
-    if (site.kind === "cross" && site.place !== "mid" && region)
-      groundTerms.push(tokenGroundingLoss(probs, region, groundTokens));
-    return probs;
+  const hook: AttentionHook = {
+    touches: (site) => site.kind === "cross" && site.place !== "mid" && groundRegions.has(site.resolution[0]),
+    apply: (probs, site) => {
+      groundTerms.push(tokenGroundingLoss(probs, groundRegions.get(site.resolution[0]) as G.Tensor, groundTokens));
+      return probs;
+    },
   };
   const zt = G.add(G.mul(a, z0), G.mul(b, noise));
   const eps = unet.forward(zt, t, text.forward(ids), { attentionHook: hook });

@@ -1,8 +1,13 @@
 /** The Prompt-to-Prompt aligner's mappers and alphas on hand-checked cases (official seq_aligner.py semantics). */
 import { fileURLToPath } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
-import { buildAttentionEdit, localBlend } from "../../src/editing/prompt_to_prompt.js";
-import { alignTokens, MAX_TOKENS, refinementMapper, replacementMapper } from "../../src/editing/seq_aligner.js";
+import { buildAttentionEdit, localBlend } from "../../src/editing/prompt_to_prompt/index.js";
+import {
+  alignTokens,
+  MAX_TOKENS,
+  refinementMapper,
+  replacementMapper,
+} from "../../src/editing/prompt_to_prompt/seq_aligner.js";
 import { ClipTokenizer } from "../../src/models/clip_tokenizer.js";
 
 const K = MAX_TOKENS;

@@ -1,10 +1,14 @@
 /**
  * Token alignment between a source prompt and an edited one, for Prompt-to-Prompt (Hertz et al.
- * 2022, "Prompt-to-Prompt Image Editing with Cross Attention Control", §3.2): the replacement
- * mapper (word swap, prompts of equal word count) and the refinement mapper (words added, by global
- * alignment of the token sequences). Behaviour follows the official `seq_aligner.py`.
+ * 2022, "Prompt-to-Prompt Image Editing with Cross Attention Control", arXiv 2208.01626, §3.2):
+ *
+ *   word swap:     M*_t ← M_t · M          (M: the 77×77 replacement mapper, replacementMapper)
+ *   adding words:  (M*_t)_{i,j} ← (M_t)_{i,A(j)}   where A(j) ≠ None, else kept   (A: refinementMapper)
+ *
+ * A is the alignment function of the paper's "Adding a New Phrase", computed by global alignment
+ * of the token sequences. Behaviour follows the official `seq_aligner.py`.
  */
-import type { ClipTokenizer } from "../models/clip_tokenizer.js";
+import type { ClipTokenizer } from "../../models/clip_tokenizer.js";
 
 export const MAX_TOKENS = 77;
 

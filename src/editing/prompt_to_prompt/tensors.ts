@@ -1,17 +1,23 @@
 /**
- * Prompt-to-Prompt attention control (Hertz et al. 2022, §3.2 and the official notebooks'
- * AttentionReplace, AttentionRefine, AttentionReweight and LocalBlend), expressed as tensors that
- * the denoiser graph takes as inputs at every step:
+ * Prompt-to-Prompt's edit as tensors (Hertz et al. 2022, "Prompt-to-Prompt Image Editing with
+ * Cross Attention Control", arXiv 2208.01626, §3.2; the official notebooks' AttentionReplace,
+ * AttentionRefine and AttentionReweight): everything that is fixed for one sampling, built once on
+ * the host and fed to the denoiser graph, where controller.ts applies it.
  *
- *   for each edited prompt e, on the conditional branch:
- *     R_e   = ((P_src · M_e) ⊙ a_e + P_e ⊙ (1 − a_e)) ⊙ q_e          (replace: a = 1; reweight: q ≠ 1)
- *     P_e' = α_t,e ⊙ R_e + (1 − α_t,e) ⊙ P_e                          (cross-attention, per token)
- *     P_e' = P_src   while t is in the self-replace window             (self-attention at ≤ (latent/2)²)
+ * The paper's Edit(M_t, M*_t, t) for the three edits, one formula with these tensors:
  *
- * M_e is the 77×77 replacement mapper, or the one-hot form of the refinement mapper; a_e its alphas;
- * q_e the equalizer; α_t,e the cross-replace schedule.
+ *   R_e = ((M_t · M_e) ⊙ a_e + M*_t ⊙ (1 − a_e)) ⊙ q_e
+ *
+ *   word swap       M_e the replacement mapper, a_e = 1, q_e = 1        (§3.2 "Word Swap")
+ *   adding a phrase M_e one-hot of the alignment A, a_e = [A(j) ≠ None]  (§3.2 "Adding a New Phrase")
+ *   re-weighting    q_e = c on the re-weighted word's tokens, 1 elsewhere (§3.2 "Attention Re-weighting")
+ *
+ * and the injection schedule: cross-attention takes R_e while t < τ (α_t,e = 1, per token, the
+ * official `get_time_words_attention_alpha`), self-attention takes the source's in the self-replace
+ * window (the official notebook's self_replace_steps).
  */
-import type { ClipTokenizer } from "../models/clip_tokenizer.js";
+import type { ClipTokenizer } from "../../models/clip_tokenizer.js";
+import { buildLocalBlend, type LocalBlend, type LocalBlendOptions } from "./local_blend.js";
 import { MAX_TOKENS, refinementMapper, replacementMapper } from "./seq_aligner.js";
 
 export type StepRange = number | [number, number];
@@ -22,17 +28,6 @@ export interface EditPrompt {
   mode?: "replace" | "refine";
   /** Attention re-weighting of words of this prompt (official AttentionReweight / get_equalizer). */
   reweight?: { word: string; scale: number }[];
-}
-
-export interface LocalBlendOptions {
-  /** Words (or word positions) whose attention defines the edited region: per prompt, source first. */
-  words: (string | number)[][];
-  /** Words whose region is excluded (optional), per prompt. */
-  subtractWords?: (string | number)[][];
-  /** Mask thresholds [with pooling, without] (official th). */
-  threshold?: [number, number];
-  /** Fraction of the steps before blending starts (official start_blend). */
-  start?: number;
 }
 
 /** The injection fractions used when none are given: the null-text notebook's. */
@@ -59,13 +54,7 @@ export interface AttentionEdit {
   crossAlpha: Float32Array;
   /** Steps [from, to) where self-attention is replaced. */
   selfReplace: [number, number];
-  blend?: {
-    /** [N, 77]: 1 on the tokens of the blend words of each prompt. */
-    words: Float32Array;
-    subtract?: Float32Array;
-    threshold: [number, number];
-    startStep: number;
-  };
+  blend?: LocalBlend;
 }
 
 const range = (r: StepRange): [number, number] => (typeof r === "number" ? [0, r] : r);
@@ -134,30 +123,8 @@ export function buildAttentionEdit(
   const self = range(o.selfReplaceSteps ?? P2P_DEFAULTS.selfReplaceSteps);
   checkFraction(self, "self-replace steps");
 
-  let blend: AttentionEdit["blend"];
-  if (o.localBlend) {
-    const prompts = [source, ...edits.map((e) => e.prompt)];
-    const lb = o.localBlend;
-    const tokenMask = (words: (string | number)[][], what: string) => {
-      if (words.length !== prompts.length)
-        throw new Error(`local blend ${what}: give one word list per prompt (${prompts.length})`);
-      const out = new Float32Array(prompts.length * K);
-      words.forEach((list, n) => {
-        for (const w of list) {
-          const inds = tokenizer.wordTokenIndices(prompts[n] as string, w);
-          if (inds.length === 0) throw new Error(`local blend: "${w}" is not a word of "${prompts[n]}"`);
-          for (const i of inds) out[n * K + i] = 1;
-        }
-      });
-      return out;
-    };
-    blend = {
-      words: tokenMask(lb.words, "words"),
-      subtract: lb.subtractWords ? tokenMask(lb.subtractWords, "subtract words") : undefined,
-      threshold: lb.threshold ?? [0.3, 0.3],
-      startStep: Math.floor((lb.start ?? 0.2) * steps),
-    };
-  }
+  const prompts = [source, ...edits.map((e) => e.prompt)];
+  const blend = o.localBlend ? buildLocalBlend(prompts, o.localBlend, steps, tokenizer) : undefined;
   return {
     edits: E,
     mapper,
@@ -167,78 +134,4 @@ export function buildAttentionEdit(
     selfReplace: [Math.floor(steps * self[0]), Math.floor(steps * self[1])],
     blend,
   };
-}
-
-/**
- * LocalBlend (official `LocalBlend.__call__`): from the cross-attention maps accumulated so far
- * ([N, r, r, 77], summed over steps), a mask per prompt of where its blend words attend; outside
- * the mask (or the source's mask), each edited latent is reset to the source latent. Returns the
- * blended latents and each edit's mask at latent resolution.
- */
-export function localBlend(
-  latents: Float32Array,
-  latentShape: readonly [number, number, number],
-  maps: Float32Array,
-  resolution: number,
-  blend: NonNullable<AttentionEdit["blend"]>,
-): { latents: Float32Array; masks: Uint8Array[] } {
-  const [c, h, w] = latentShape;
-  const plane = h * w;
-  const N = blend.words.length / MAX_TOKENS;
-  const mask = (words: Float32Array, usePool: boolean, threshold: number): Uint8Array[] =>
-    Array.from({ length: N }, (_, n) => {
-      const r = resolution;
-      const m = new Float32Array(r * r);
-      for (let p = 0; p < r * r; p++) {
-        let s = 0;
-        for (let k = 0; k < MAX_TOKENS; k++)
-          s += (maps[(n * r * r + p) * MAX_TOKENS + k] as number) * (words[n * MAX_TOKENS + k] as number);
-        m[p] = s;
-      }
-      const pooled = usePool ? maxPool3(m, r) : m;
-      // nearest upsampling to the latent size, then normalise by the maximum and threshold
-      const up = new Float32Array(plane);
-      let max = 0;
-      for (let y = 0; y < h; y++)
-        for (let x = 0; x < w; x++) {
-          const v = pooled[Math.floor((y * r) / h) * r + Math.floor((x * r) / w)] as number;
-          up[y * w + x] = v;
-          max = Math.max(max, v);
-        }
-      return Uint8Array.from(up, (v) => (max > 0 && v / max > threshold ? 1 : 0));
-    });
-  const main = mask(blend.words, true, blend.threshold[0]);
-  const sub = blend.subtract ? mask(blend.subtract, false, blend.threshold[1]) : null;
-  const out = Float32Array.from(latents);
-  const size = c * plane;
-  const masks: Uint8Array[] = [];
-  for (let n = 1; n < N; n++) {
-    const mask = new Uint8Array(plane);
-    for (let p = 0; p < plane; p++) {
-      let keep = (main[0] as Uint8Array)[p] || (main[n] as Uint8Array)[p] ? 1 : 0;
-      // official: mask = mask[:1] + mask for both; the subtraction mask is inverted
-      if (sub && ((sub[0] as Uint8Array)[p] || (sub[n] as Uint8Array)[p])) keep = 0;
-      mask[p] = keep;
-      if (keep) continue;
-      for (let ch = 0; ch < c; ch++) out[n * size + ch * plane + p] = latents[ch * plane + p] as number;
-    }
-    masks.push(mask);
-  }
-  return { latents: out, masks };
-}
-
-function maxPool3(m: Float32Array, r: number): Float32Array {
-  const out = new Float32Array(r * r);
-  for (let y = 0; y < r; y++)
-    for (let x = 0; x < r; x++) {
-      let best = Number.NEGATIVE_INFINITY;
-      for (let dy = -1; dy <= 1; dy++)
-        for (let dx = -1; dx <= 1; dx++) {
-          const yy = y + dy;
-          const xx = x + dx;
-          if (yy >= 0 && yy < r && xx >= 0 && xx < r) best = Math.max(best, m[yy * r + xx] as number);
-        }
-      out[y * r + x] = best;
-    }
-  return out;
 }
