@@ -7,8 +7,8 @@
  * (`padding="max_length", max_length=tokenizer.model_max_length, truncation=True`).
  */
 
-import { readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { getPlatform } from "../platform/platform.js";
+import { joinPath } from "../util/paths.js";
 
 /** Result of {@link ClipTokenizer.encode}. */
 export interface ClipEncoding {
@@ -237,15 +237,32 @@ export class ClipTokenizer {
    * `tokenizer_config.json`; SD 2.x folders set the pad token to "!" (id 0) there.
    */
   static async fromFolder(dir: string): Promise<ClipTokenizer> {
-    const vocabPath = join(dir, "vocab.json");
-    const mergesPath = join(dir, "merges.txt");
-    const configPath = join(dir, "tokenizer_config.json");
-    const specialTokensMapPath = join(dir, "special_tokens_map.json");
+    return ClipTokenizer.fromFiles(dir, (name) => readText(joinPath(dir, name)));
+  }
 
-    const vocab = parseVocab(await readRequired(vocabPath), vocabPath);
-    const merges = parseMerges(await readRequired(mergesPath), mergesPath);
-    const config = parseJsonObject(await readOptional(configPath), configPath);
-    const specialTokensMap = parseJsonObject(await readOptional(specialTokensMapPath), specialTokensMapPath);
+  /**
+   * Loads a tokenizer folder whose files `read` returns by name ("vocab.json"; undefined for a file
+   * that is absent), e.g. from memory or over the network; `dir` names the folder in messages.
+   */
+  static async fromFiles(dir: string, read: (name: string) => Promise<string | undefined>): Promise<ClipTokenizer> {
+    const vocabPath = joinPath(dir, "vocab.json");
+    const mergesPath = joinPath(dir, "merges.txt");
+    const configPath = joinPath(dir, "tokenizer_config.json");
+    const specialTokensMapPath = joinPath(dir, "special_tokens_map.json");
+    const required = async (name: string, path: string) => {
+      const text = await read(name);
+      if (text === undefined) {
+        throw new Error(
+          `CLIP tokenizer: cannot read ${path} (missing); a tokenizer folder needs vocab.json and merges.txt`,
+        );
+      }
+      return text;
+    };
+
+    const vocab = parseVocab(await required("vocab.json", vocabPath), vocabPath);
+    const merges = parseMerges(await required("merges.txt", mergesPath), mergesPath);
+    const config = parseJsonObject(await read("tokenizer_config.json"), configPath);
+    const specialTokensMap = parseJsonObject(await read("special_tokens_map.json"), specialTokensMapPath);
 
     const specialTokens: Partial<ClipSpecialTokens> = {};
     for (const role of ["bos", "eos", "unk", "pad"] as const) {
@@ -470,21 +487,13 @@ function checkMaxLength(maxLength: number, name: string): void {
   }
 }
 
-async function readRequired(path: string): Promise<string> {
+/** A file's text, or undefined when it does not exist. */
+async function readText(path: string): Promise<string | undefined> {
+  const platform = getPlatform();
+  if (!platform.stat(path)) return undefined;
   try {
-    return await readFile(path, "utf8");
+    return new TextDecoder().decode(platform.readFile(path));
   } catch (error) {
-    throw new Error(
-      `CLIP tokenizer: cannot read ${path} (${(error as Error).message}); a tokenizer folder needs vocab.json and merges.txt`,
-    );
-  }
-}
-
-async function readOptional(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, "utf8");
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw new Error(`CLIP tokenizer: cannot read ${path} (${(error as Error).message})`);
   }
 }

@@ -3,7 +3,7 @@
  * option (type-checked against its default), a key known to be irrelevant here, or an error
  * naming the key — as nanoGPT's configurator refuses unknown keys.
  */
-import fs from "node:fs";
+import { getPlatform } from "../platform/platform.js";
 
 export type ConfigValue = number | string | boolean | null | readonly (number | string | null)[];
 
@@ -20,13 +20,20 @@ export interface ConfigSchema<T> {
 }
 
 export function readJson(file: string, what: string): unknown {
+  const platform = getPlatform();
+  if (!platform.stat(file)) throw new Error(`${what}: cannot read ${file} (missing)`);
   let text: string;
   try {
-    text = fs.readFileSync(file, "utf8");
+    text = new TextDecoder().decode(platform.readFile(file));
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new Error(`${what}: cannot read ${file} (${code === "ENOENT" ? "missing" : code})`);
+    const code = (err as { code?: string }).code;
+    throw new Error(`${what}: cannot read ${file} (${code ?? (err as Error).message})`);
   }
+  return parseJson(text, file, what);
+}
+
+/** `text` parsed as JSON; `file` names it in the error. */
+export function parseJson(text: string, file: string, what: string): unknown {
   try {
     return JSON.parse(text);
   } catch (err) {

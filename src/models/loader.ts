@@ -2,36 +2,65 @@
  * Loading a Stable Diffusion model: a diffusers folder (`model_index.json` and one folder per
  * component), with float32 or float16 weights (`*.fp16.safetensors` variants, sharded files), or a
  * single CompVis-format checkpoint (as `v1-5-pruned-emaonly.safetensors`) through a key mapping.
+ * Either may be a path, bytes in memory, or (a folder) files behind byte-range readers (URLs).
  */
-import { createHash } from "node:crypto";
-import fs from "node:fs";
-import path from "node:path";
+import { type ByteRangeReader, getPlatform } from "../platform/platform.js";
 import { type DDIMConfig, parseDDIMConfig } from "../schedulers/ddim.js";
+import { concatBytes } from "../util/bytes.js";
+import { baseName, dirName, joinPath } from "../util/paths.js";
 import { type CLIPTextConfig, CLIPTextModel, parseCLIPTextConfig } from "./clip_text.js";
 import { ClipTokenizer } from "./clip_tokenizer.js";
-import { readJson } from "./config.js";
+import { parseJson } from "./config.js";
+import { SafetensorsFile } from "./safetensors.js";
 import { compVisKeyMapper, inferSingleFileConfigs } from "./single_file.js";
 import { parseUNetConfig, type UNet2DConditionConfig, UNet2DConditionModel } from "./unet.js";
 import { AutoencoderKL, type AutoencoderKLConfig, parseVAEConfig, renameOldVAEAttention } from "./vae.js";
 import { WeightStore } from "./weights.js";
 
 export interface StableDiffusion {
-  /** Where it was loaded from. */
+  /** Where it was loaded from (a path, or the name given to an in-memory or remote source). */
   source: string;
   tokenizer: ClipTokenizer;
   textEncoder: CLIPTextModel;
   unet: UNet2DConditionModel;
   vae: AutoencoderKL;
   scheduler: DDIMConfig;
-  /** Identifies the weights and configs (for inversion files): a hash of configs and checkpoint headers. */
+  /**
+   * Identifies the weights and configs (for inversion files): a hash of configs and checkpoint
+   * headers, the same whether the model was read from a path, from bytes or from a reader.
+   */
   fingerprint: string;
 }
+
+/** A diffusers folder in memory: each file's bytes by its path in the folder ("unet/config.json"). */
+export interface InMemoryFolder {
+  files: Readonly<Record<string, Uint8Array>>;
+  /** For messages and `StableDiffusion.source` (default "<memory>"). */
+  name?: string;
+}
+
+/**
+ * A diffusers folder whose files are fetched by range (a browser backs `open` with HTTP Range
+ * requests to `<base URL>/<path>`). The small files (configs, tokenizer) are read whole; the
+ * safetensors header is validated before its data is fetched.
+ */
+export interface RemoteFolder {
+  name: string;
+  /** Paths in the folder ("unet/diffusion_pytorch_model.safetensors"), as the Hub's file listing gives them. */
+  files: readonly string[];
+  open(path: string): ByteRangeReader;
+}
+
+/** Where a model comes from: a path (folder or .safetensors), a single-file checkpoint's bytes, or a folder's files. */
+export type ModelSource = string | Uint8Array | InMemoryFolder | RemoteFolder;
 
 export interface LoadOptions {
   /** Prefer `<name>.<variant>.safetensors` files (e.g. "fp16"), falling back to the plain ones. */
   variant?: string;
   /** For single-file checkpoints: a diffusers folder whose configs (and tokenizer) to use. */
-  configFrom?: string;
+  configFrom?: string | InMemoryFolder;
+  /** For a single-file checkpoint given as bytes: its name in messages (default "<memory>.safetensors"). */
+  name?: string;
 }
 
 const COMPONENT_CLASSES: Record<string, string[]> = {
@@ -50,58 +79,173 @@ const COMPONENT_CLASSES: Record<string, string[]> = {
   ],
 };
 
-/** Loads a diffusers folder or a single `.safetensors` checkpoint. */
-export async function loadStableDiffusion(source: string, options: LoadOptions = {}): Promise<StableDiffusion> {
-  let stat: fs.Stats;
-  try {
-    stat = fs.statSync(source);
-  } catch {
+/**
+ * Loads a diffusers folder or a single `.safetensors` checkpoint, from a path, from memory
+ * (`{ files }` for a folder, a `Uint8Array` for a checkpoint) or from byte-range readers.
+ */
+export async function loadStableDiffusion(source: ModelSource, options: LoadOptions = {}): Promise<StableDiffusion> {
+  if (source instanceof Uint8Array) {
+    const name = options.name ?? "<memory>.safetensors";
+    return loadSingleFile(SafetensorsFile.fromBytes(source, name), options);
+  }
+  if (typeof source !== "string") {
+    const folder = "open" in source ? await remoteFolder(source) : memoryFolder(source);
+    return loadFolder(folder, options);
+  }
+  const stat = getPlatform().stat(source);
+  if (!stat) {
     throw new Error(`model: ${source} does not exist (expected a diffusers folder or a .safetensors checkpoint)`);
   }
-  if (stat.isDirectory()) return loadFolder(source, options);
+  if (stat.isDirectory) return loadFolder(localFolder(source), options);
   if (source.endsWith(".ckpt") || source.endsWith(".bin") || source.endsWith(".pt")) {
     throw new Error(
       `model: ${source} is a PyTorch pickle; only .safetensors checkpoints are read (pickles can run code)`,
     );
   }
-  return loadSingleFile(source, options);
+  return loadSingleFile(SafetensorsFile.open(source), options);
 }
 
-async function loadFolder(dir: string, options: LoadOptions): Promise<StableDiffusion> {
-  const index = readJson(path.join(dir, "model_index.json"), "model") as Record<string, unknown>;
+/** A diffusers folder, wherever its files are; paths are relative to it ("unet/config.json"). */
+interface ModelFolder {
+  /** The folder's path or name, for messages. */
+  readonly name: string;
+  has(path: string): boolean;
+  /** Names of the entries of a subfolder ([] if there is none). */
+  list(dir: string): string[];
+  /** A text file's contents; fails naming the file when it is missing. */
+  text(path: string, what: string): string;
+  safetensors(path: string): Promise<SafetensorsFile>;
+}
+
+function localFolder(dir: string): ModelFolder {
+  const platform = getPlatform();
+  const at = (p: string) => joinPath(dir, p);
+  return {
+    name: dir,
+    has: (p) => platform.stat(at(p)) !== undefined,
+    list: (p) => (platform.stat(at(p))?.isDirectory ? platform.listDir(at(p)) : []),
+    text: (p, what) => {
+      if (!platform.stat(at(p))) throw new Error(`${what}: cannot read ${at(p)} (missing)`);
+      return new TextDecoder().decode(platform.readFile(at(p)));
+    },
+    safetensors: async (p) => SafetensorsFile.open(at(p)),
+  };
+}
+
+function memoryFolder(source: InMemoryFolder): ModelFolder {
+  const name = source.name ?? "<memory>";
+  const files = new Map(Object.entries(source.files).map(([p, bytes]) => [joinPath(p), bytes]));
+  const get = (p: string, what: string) => {
+    const bytes = files.get(joinPath(p));
+    if (!bytes) throw new Error(`${what}: cannot read ${joinPath(name, p)} (missing)`);
+    return bytes;
+  };
+  return {
+    name,
+    has: (p) => files.has(joinPath(p)),
+    list: (dir) => {
+      const prefix = `${joinPath(dir)}/`;
+      return [...files.keys()]
+        .filter((p) => p.startsWith(prefix))
+        .map((p) => p.slice(prefix.length).split("/")[0] as string);
+    },
+    text: (p, what) => new TextDecoder().decode(get(p, what)),
+    safetensors: async (p) => SafetensorsFile.fromBytes(get(p, "model"), joinPath(name, p)),
+  };
+}
+
+/** The small files of a remote folder are fetched up front, so that reading configs needs no network. */
+async function remoteFolder(source: RemoteFolder): Promise<ModelFolder> {
+  const small: Record<string, Uint8Array> = {};
+  for (const p of source.files) {
+    if (!/\.(json|txt)$/.test(p)) continue;
+    const reader = source.open(p);
+    small[p] = await reader.read(0, await reader.size());
+  }
+  const folder = memoryFolder({ files: small, name: source.name });
+  const listed = new Set(source.files.map((p) => joinPath(p)));
+  return {
+    ...folder,
+    has: (p) => listed.has(joinPath(p)),
+    list: (dir) => {
+      const prefix = `${joinPath(dir)}/`;
+      return [...listed].filter((p) => p.startsWith(prefix)).map((p) => p.slice(prefix.length).split("/")[0] as string);
+    },
+    safetensors: (p) => SafetensorsFile.fromReader(source.open(p)),
+  };
+}
+
+function folderJson(folder: ModelFolder, path: string, what: string): unknown {
+  return parseJson(folder.text(path, what), joinPath(folder.name, path), what);
+}
+
+/** The fingerprint's input, in order: strings as UTF-8, and bytes. */
+class FingerprintInput {
+  private readonly parts: Uint8Array[] = [];
+
+  add(part: string | Uint8Array): this {
+    this.parts.push(typeof part === "string" ? new TextEncoder().encode(part) : part);
+    return this;
+  }
+
+  /** Its checkpoint's size and header (names, shapes, offsets), not its gigabytes of data. */
+  addCheckpoint(file: SafetensorsFile): void {
+    const size = file.size;
+    const head = Math.min(size, 1 << 20);
+    const tail = Math.min(size, 1 << 16);
+    this.add(`${baseName(file.path)} ${size}\n`)
+      .add(file.readBytes(0, head))
+      .add(file.readBytes(size - tail, tail));
+  }
+
+  async digest(): Promise<string> {
+    return (await getPlatform().sha256(concatBytes(this.parts))).slice(0, 32);
+  }
+}
+
+async function loadFolder(folder: ModelFolder, options: LoadOptions): Promise<StableDiffusion> {
+  const dir = folder.name;
+  const index = folderJson(folder, "model_index.json", "model") as Record<string, unknown>;
   for (const [component, classes] of Object.entries(COMPONENT_CLASSES)) {
     const entry = index[component];
     if (!Array.isArray(entry) || typeof entry[1] !== "string") {
-      throw new Error(`model: ${path.join(dir, "model_index.json")} has no '${component}' component`);
+      throw new Error(`model: ${joinPath(dir, "model_index.json")} has no '${component}' component`);
     }
     if (!classes.includes(entry[1])) {
       throw new Error(`model: ${component} is a ${entry[1]}; supported: ${classes.join(", ")}`);
     }
   }
-  const hash = createHash("sha256");
+  const hash = new FingerprintInput();
   const config = <T>(component: string, file: string, parse: (json: unknown, file: string) => T): T => {
-    const p = path.join(dir, component, file);
-    const json = readJson(p, component);
-    hash.update(`${component}/${file}\n${JSON.stringify(json)}\n`);
-    return parse(json, p);
+    const p = joinPath(component, file);
+    const json = folderJson(folder, p, component);
+    hash.add(`${component}/${file}\n${JSON.stringify(json)}\n`);
+    return parse(json, joinPath(dir, p));
   };
   const textConfig = config("text_encoder", "config.json", parseCLIPTextConfig);
   const unetConfig = config("unet", "config.json", parseUNetConfig);
   const vaeConfig = config("vae", "config.json", parseVAEConfig);
   const scheduler = config("scheduler", "scheduler_config.json", parseSchedulerForPipeline);
-  const tokenizer = await ClipTokenizer.fromFolder(path.join(dir, "tokenizer"));
+  const tokenizer = await ClipTokenizer.fromFiles(joinPath(dir, "tokenizer"), async (name) => {
+    const p = joinPath("tokenizer", name);
+    return folder.has(p) ? folder.text(p, "tokenizer") : undefined;
+  });
 
-  const weights = (component: string, base: string) => {
-    const files = weightFiles(path.join(dir, component), base, options.variant);
-    for (const f of files) hashCheckpoint(hash, f);
+  const weights = async (component: string, base: string) => {
+    const files: SafetensorsFile[] = [];
+    for (const p of findWeightFiles(folder, component, base, options.variant)) {
+      const file = await folder.safetensors(p);
+      hash.addCheckpoint(file);
+      files.push(file);
+    }
     return files;
   };
-  const textStore = WeightStore.fromCheckpoint(weights("text_encoder", "model"), {
+  const textStore = WeightStore.fromFiles(await weights("text_encoder", "model"), {
     component: "text_encoder",
     ignore: (k) => k === "text_model.embeddings.position_ids",
   });
-  const unetStore = WeightStore.fromCheckpoint(weights("unet", "diffusion_pytorch_model"), { component: "unet" });
-  const vaeStore = WeightStore.fromCheckpoint(weights("vae", "diffusion_pytorch_model"), {
+  const unetStore = WeightStore.fromFiles(await weights("unet", "diffusion_pytorch_model"), { component: "unet" });
+  const vaeStore = WeightStore.fromFiles(await weights("vae", "diffusion_pytorch_model"), {
     component: "vae",
     rename: renameOldVAEAttention,
   });
@@ -113,7 +257,7 @@ async function loadFolder(dir: string, options: LoadOptions): Promise<StableDiff
     vaeConfig,
     scheduler,
     { textStore, unetStore, vaeStore },
-    hash,
+    await hash.digest(),
   );
 }
 
@@ -125,7 +269,7 @@ function assemble(
   vaeConfig: AutoencoderKLConfig,
   scheduler: DDIMConfig,
   stores: { textStore: WeightStore; unetStore: WeightStore; vaeStore: WeightStore },
-  hash: ReturnType<typeof createHash>,
+  fingerprint: string,
 ): StableDiffusion {
   const textEncoder = new CLIPTextModel(stores.textStore, textConfig);
   stores.textStore.finish();
@@ -148,7 +292,7 @@ function assemble(
       `model: the tokenizer has ${tokenizer.vocabSize} tokens, the text encoder ${textConfig.vocab_size}`,
     );
   }
-  return { source, tokenizer, textEncoder, unet, vae, scheduler, fingerprint: hash.digest("hex").slice(0, 32) };
+  return { source, tokenizer, textEncoder, unet, vae, scheduler, fingerprint };
 }
 
 /**
@@ -162,73 +306,60 @@ function parseSchedulerForPipeline(json: unknown, file: string): DDIMConfig {
 
 /** The safetensors file(s) of a component: plain, variant, or sharded with an index. */
 export function weightFiles(dir: string, base: string, variant?: string): string[] {
+  return findWeightFiles(localFolder(dir), "", base, variant).map((p) => joinPath(dir, p));
+}
+
+/** The paths in `folder` of a component's safetensors file(s). */
+function findWeightFiles(folder: ModelFolder, component: string, base: string, variant?: string): string[] {
   const candidates = variant ? [`${base}.${variant}`, base] : [base, `${base}.fp16`];
+  const dir = joinPath(folder.name, component);
   for (const name of candidates) {
-    const single = path.join(dir, `${name}.safetensors`);
-    if (fs.existsSync(single)) return [single];
-    const index = path.join(dir, `${name}.safetensors.index.json`);
-    if (fs.existsSync(index)) {
-      const map = (readJson(index, dir) as { weight_map?: Record<string, string> }).weight_map;
-      if (!map) throw new Error(`${index}: no weight_map`);
-      return [...new Set(Object.values(map))].map((f) => path.join(dir, f));
+    const single = joinPath(component, `${name}.safetensors`);
+    if (folder.has(single)) return [single];
+    const index = joinPath(component, `${name}.safetensors.index.json`);
+    if (folder.has(index)) {
+      const map = (folderJson(folder, index, dir) as { weight_map?: Record<string, string> }).weight_map;
+      if (!map) throw new Error(`${joinPath(folder.name, index)}: no weight_map`);
+      return [...new Set(Object.values(map))].map((f) => joinPath(component, f));
     }
   }
-  const pickles = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => /\.(bin|ckpt|pt)$/.test(f)) : [];
+  const pickles = folder.list(component).filter((f) => /\.(bin|ckpt|pt)$/.test(f));
   throw new Error(
     `model: no ${base}.safetensors in ${dir}${pickles.length ? ` (found ${pickles.join(", ")}: convert PyTorch pickles to safetensors first)` : ""}`,
   );
 }
 
-/** Hashes a checkpoint by its size and header (names, shapes, offsets), not by its gigabytes of data. */
-function hashCheckpoint(hash: ReturnType<typeof createHash>, file: string): void {
-  const fd = fs.openSync(file, "r");
-  try {
-    const size = fs.fstatSync(fd).size;
-    const head = Buffer.alloc(Math.min(size, 1 << 20));
-    fs.readSync(fd, head, 0, head.length, 0);
-    const tail = Buffer.alloc(Math.min(size, 1 << 16));
-    fs.readSync(fd, tail, 0, tail.length, size - tail.length);
-    hash
-      .update(`${path.basename(file)} ${size}\n`)
-      .update(head)
-      .update(tail);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-async function loadSingleFile(file: string, options: LoadOptions): Promise<StableDiffusion> {
-  const hash = createHash("sha256");
-  hashCheckpoint(hash, file);
+async function loadSingleFile(file: SafetensorsFile, options: LoadOptions): Promise<StableDiffusion> {
+  const hash = new FingerprintInput();
+  hash.addCheckpoint(file);
   const inferred = inferSingleFileConfigs(file);
   let textConfig = inferred.text;
   let unetConfig = inferred.unet;
   let vaeConfig = inferred.vae;
   let scheduler = inferred.scheduler;
-  let tokenizerDir = path.join(
-    path.dirname(new URL(import.meta.url).pathname),
-    "..",
-    "..",
-    "models",
-    "nulltext-shapes",
-    "tokenizer",
+  let tokenizerFolder = localFolder(
+    joinPath(dirName(new URL(import.meta.url).pathname), "..", "..", "models", "nulltext-shapes"),
   );
   if (options.configFrom) {
-    const dir = options.configFrom;
+    const folder =
+      typeof options.configFrom === "string" ? localFolder(options.configFrom) : memoryFolder(options.configFrom);
     const read = <T>(p: string, parse: (j: unknown, f: string) => T) =>
-      parse(readJson(path.join(dir, p), "config"), path.join(dir, p));
+      parse(folderJson(folder, p, "config"), joinPath(folder.name, p));
     textConfig = read("text_encoder/config.json", parseCLIPTextConfig);
     unetConfig = read("unet/config.json", parseUNetConfig);
     vaeConfig = read("vae/config.json", parseVAEConfig);
     scheduler = read("scheduler/scheduler_config.json", parseSchedulerForPipeline);
-    tokenizerDir = path.join(dir, "tokenizer");
+    tokenizerFolder = folder;
   }
-  hash.update(JSON.stringify({ textConfig, unetConfig, vaeConfig, scheduler }));
-  const tokenizer = await ClipTokenizer.fromFolder(tokenizerDir);
+  hash.add(JSON.stringify({ textConfig, unetConfig, vaeConfig, scheduler }));
+  const tokenizer = await ClipTokenizer.fromFiles(joinPath(tokenizerFolder.name, "tokenizer"), async (name) => {
+    const p = joinPath("tokenizer", name);
+    return tokenizerFolder.has(p) ? tokenizerFolder.text(p, "tokenizer") : undefined;
+  });
   const mapper = compVisKeyMapper(unetConfig, vaeConfig);
   const store = (component: "text_encoder" | "unet" | "vae") =>
-    WeightStore.fromCheckpoint([file], {
-      component: `${component} (from ${path.basename(file)})`,
+    WeightStore.fromFiles([file], {
+      component: `${component} (from ${baseName(file.path)})`,
       rename: (key) => {
         const mapped = mapper(key);
         return mapped && mapped.component === component ? mapped.key : null;
@@ -236,7 +367,7 @@ async function loadSingleFile(file: string, options: LoadOptions): Promise<Stabl
       ignore: (k) => k === "text_model.embeddings.position_ids",
     });
   return assemble(
-    file,
+    file.path,
     tokenizer,
     textConfig,
     unetConfig,
@@ -247,6 +378,6 @@ async function loadSingleFile(file: string, options: LoadOptions): Promise<Stabl
       unetStore: store("unet"),
       vaeStore: store("vae"),
     },
-    hash,
+    await hash.digest(),
   );
 }

@@ -9,11 +9,12 @@
  * no trailing bytes. `open` reads only the header; each tensor is read on demand with positioned reads,
  * so a multi-GB checkpoint is never held in memory twice, and each entry's absolute file offset is
  * exposed so that a compiled graph can reference the bytes in place (ONNX external data).
+ * `fromBytes` reads the same format from memory and `fromReader` from a byte-range source (a URL),
+ * for front ends without a file system.
  */
-import fs from "node:fs";
-import os from "node:os";
-import nodePath from "node:path";
 import { bf16ArrayToFloat32, type DType, halfArrayToFloat32 } from "../graph/dtype.js";
+import { type ByteRangeReader, getPlatform } from "../platform/platform.js";
+import { compareBytes, concatBytes, isLittleEndianHost } from "../util/bytes.js";
 
 /** Element types of the format with a whole number of bytes per element (the reference's 4-bit types are not). */
 export type SafetensorsDType =
@@ -78,26 +79,86 @@ export interface SafetensorsTensor {
 export const MAX_HEADER_BYTES = 100_000_000;
 const METADATA_KEY = "__metadata__";
 
-export class SafetensorsFile {
-  private fd: number | undefined;
+/** Where a safetensors file's bytes are: an open file, or memory (which can also lend views). */
+interface ByteStore {
+  readonly size: number;
+  read(offset: number, length: number, what: string): Uint8Array;
+  /** The bytes without a copy, where they are in memory. */
+  view?(offset: number, length: number): Uint8Array;
+  close(): void;
+}
 
+function memoryStore(bytes: Uint8Array, name: string): ByteStore {
+  let open = true;
+  const check = (offset: number, length: number, what: string) => {
+    if (!open) throw new Error(`${what}: cannot read: the file was closed`);
+    if (offset + length > bytes.byteLength) {
+      throw new Error(
+        `${what}: the file ended after ${Math.max(0, bytes.byteLength - offset)} of ${length} bytes at offset ${offset}`,
+      );
+    }
+  };
+  return {
+    size: bytes.byteLength,
+    read: (offset, length, what) => {
+      check(offset, length, what);
+      return bytes.slice(offset, offset + length);
+    },
+    view: (offset, length) => {
+      check(offset, length, name);
+      return bytes.subarray(offset, offset + length);
+    },
+    close: () => {
+      open = false;
+    },
+  };
+}
+
+export class SafetensorsFile {
   private constructor(
+    /** The file's path, or the name given to bytes in memory (for messages). */
     readonly path: string,
-    fd: number,
+    private readonly store: ByteStore,
     readonly entries: ReadonlyMap<string, SafetensorsEntry>,
     readonly metadata: Readonly<Record<string, string>>,
-  ) {
-    this.fd = fd;
-  }
+  ) {}
 
   /** Opens `path`, reads and validates its header, and keeps the file open for `readRaw` until `close`. */
   static open(path: string): SafetensorsFile {
-    const fd = fs.openSync(path, "r");
+    const platform = getPlatform();
+    if (platform.stat(path)?.isDirectory) throw new Error(`${path}: invalid safetensors file: not a regular file`);
+    const file = platform.openFile(path);
+    return SafetensorsFile.withStore(path, { size: file.size, read: file.read, close: file.close });
+  }
+
+  /** A safetensors file held in memory (`name` is used in messages); tensors are read from `bytes` without copying it. */
+  static fromBytes(bytes: Uint8Array, name = "<memory>"): SafetensorsFile {
+    return SafetensorsFile.withStore(name, memoryStore(bytes, name));
+  }
+
+  /**
+   * A safetensors file behind a byte-range reader (a URL): the header is fetched and validated
+   * first, then the data buffer, in pieces of `chunkBytes` (default 64 MiB), into memory.
+   */
+  static async fromReader(reader: ByteRangeReader, options: { chunkBytes?: number } = {}): Promise<SafetensorsFile> {
+    const size = await reader.size();
+    let head = size >= 8 ? await reader.read(0, 8) : new Uint8Array(0);
+    if (size >= 8) head = concatBytes([head, await reader.read(8, checkedHeaderLength(reader.name, head, size))]);
+    // The header is validated (against the full size) before the data is fetched.
+    readHeader(reader.name, memoryStore(head, reader.name), size);
+    const chunk = options.chunkBytes ?? 64 * 2 ** 20;
+    const pieces = [head];
+    for (let at = head.byteLength; at < size; at += chunk)
+      pieces.push(await reader.read(at, Math.min(chunk, size - at)));
+    return SafetensorsFile.fromBytes(concatBytes(pieces), reader.name);
+  }
+
+  private static withStore(name: string, store: ByteStore): SafetensorsFile {
     try {
-      const { entries, metadata } = readHeader(path, fd);
-      return new SafetensorsFile(path, fd, entries, metadata);
+      const { entries, metadata } = readHeader(name, store);
+      return new SafetensorsFile(name, store, entries, metadata);
     } catch (error) {
-      fs.closeSync(fd);
+      store.close();
       throw error;
     }
   }
@@ -114,10 +175,28 @@ export class SafetensorsFile {
   /** The tensor's exact bytes, in a fresh buffer that starts at offset 0 (so any typed-array view is aligned). */
   readRaw(name: string): Uint8Array {
     const entry = this.entry(name);
-    if (this.fd === undefined) throw new Error(`${this.path}: cannot read tensor '${name}': the file was closed`);
-    const bytes = allocateBytes(entry.byteLength, `${this.path}: tensor '${name}'`);
-    readFully(this.fd, bytes, entry.offset, `${this.path}: tensor '${name}'`);
-    return bytes;
+    return this.store.read(entry.offset, entry.byteLength, `${this.path}: tensor '${name}'`);
+  }
+
+  /** The tensor's bytes without a copy, for a file held in memory; undefined for a file on disk. */
+  viewRaw(name: string): Uint8Array | undefined {
+    const entry = this.entry(name);
+    return this.store.view?.(entry.offset, entry.byteLength);
+  }
+
+  /** The file's size in bytes. */
+  get size(): number {
+    return this.store.size;
+  }
+
+  /** Bytes `[offset, offset + length)` of the file, header included, in a fresh buffer. */
+  readBytes(offset: number, length: number): Uint8Array {
+    return this.store.read(offset, length, `${this.path}: bytes [${offset}, ${offset + length})`);
+  }
+
+  /** Whether the tensors are in memory (`fromBytes`, `fromReader`) rather than read from a file. */
+  get inMemory(): boolean {
+    return this.store.view !== undefined;
   }
 
   /** The tensor as float32: F32 as stored, F16/BF16 upcast exactly, F64 rounded to nearest. */
@@ -132,8 +211,7 @@ export class SafetensorsFile {
   }
 
   close(): void {
-    if (this.fd !== undefined) fs.closeSync(this.fd);
-    this.fd = undefined;
+    this.store.close();
   }
 }
 
@@ -181,47 +259,46 @@ const GRAPH_DTYPES: Partial<Record<SafetensorsDType, DType>> = {
 };
 
 /**
- * Writes `tensors` as a safetensors file the way the reference serializer does: tensors ordered by
- * decreasing dtype alignment, then by name (UTF-8 byte order); `__metadata__` first with its keys
- * sorted (the reference leaves them in hash order); header padded with spaces to a multiple of 8.
- * The file is written to `<path>.partial`, fsynced and renamed, so `path` is either the old file or
- * the complete new one, never a partial write.
+ * `tensors` in the safetensors format, laid out as the reference serializer does: tensors ordered
+ * by decreasing dtype alignment, then by name (UTF-8 byte order); `__metadata__` first with its
+ * keys sorted (the reference leaves them in hash order); header padded with spaces to a multiple
+ * of 8. `name` prefixes error messages.
+ */
+export function encodeSafetensors(
+  tensors: Readonly<Record<string, SafetensorsTensor>>,
+  metadata: Readonly<Record<string, string>> = {},
+  name = "safetensors",
+): Uint8Array {
+  return concatBytes(encodeChunks(name, tensors, metadata));
+}
+
+/**
+ * Writes `tensors` as a safetensors file (laid out as `encodeSafetensors` does). The file is written
+ * to `<path>.partial`, flushed and renamed, so `path` is either the old file or the complete new
+ * one, never a partial write.
  */
 export function writeSafetensors(
   path: string,
   tensors: Readonly<Record<string, SafetensorsTensor>>,
   metadata: Readonly<Record<string, string>> = {},
 ): void {
-  assertLittleEndianHost();
-  const layout = layoutTensors(path, tensors);
-  const header = Buffer.from(headerJson(path, layout, metadata), "utf8");
-  const padded = Buffer.alloc(Math.ceil(header.length / 8) * 8, " ");
-  header.copy(padded);
-  const prefix = Buffer.alloc(8);
-  prefix.writeBigUInt64LE(BigInt(padded.length));
+  getPlatform().writeFileAtomic(path, encodeChunks(path, tensors, metadata));
+}
 
-  const partial = `${path}.partial`;
-  const fd = fs.openSync(partial, "w");
-  try {
-    let position = 0;
-    for (const chunk of [prefix, padded, ...layout.map((t) => t.bytes)]) {
-      writeFully(fd, chunk, position, partial);
-      position += chunk.byteLength;
-    }
-    fs.fsyncSync(fd);
-  } catch (error) {
-    fs.closeSync(fd);
-    fs.rmSync(partial, { force: true });
-    throw error;
-  }
-  fs.closeSync(fd);
-  try {
-    fs.renameSync(partial, path);
-  } catch (error) {
-    fs.rmSync(partial, { force: true });
-    throw error;
-  }
-  syncDirectory(nodePath.dirname(path));
+/** The length prefix, the padded header and each tensor's bytes (views of the caller's arrays). */
+function encodeChunks(
+  name: string,
+  tensors: Readonly<Record<string, SafetensorsTensor>>,
+  metadata: Readonly<Record<string, string>>,
+): Uint8Array[] {
+  assertLittleEndianHost();
+  const layout = layoutTensors(name, tensors);
+  const header = new TextEncoder().encode(headerJson(name, layout, metadata));
+  const padded = new Uint8Array(Math.ceil(header.length / 8) * 8).fill(0x20);
+  padded.set(header);
+  const prefix = new Uint8Array(8);
+  new DataView(prefix.buffer).setBigUint64(0, BigInt(padded.length), true);
+  return [prefix, padded, ...layout.map((t) => t.bytes)];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -233,32 +310,35 @@ interface Span {
   end: number;
 }
 
-function readHeader(
-  path: string,
-  fd: number,
-): { entries: Map<string, SafetensorsEntry>; metadata: Record<string, string> } {
+/** The header length from the 8-byte prefix of a `fileSize`-byte file, checked before any allocation. */
+function checkedHeaderLength(path: string, prefix: Uint8Array, fileSize: number): number {
   const fail = (detail: string): never => {
     throw new Error(`${path}: invalid safetensors file: ${detail}`);
   };
-  const stat = fs.fstatSync(fd);
-  if (!stat.isFile()) fail("not a regular file");
-  const fileSize = stat.size;
-  if (fileSize < 8) fail(`the file has ${fileSize} bytes, fewer than the 8-byte header length`);
-
-  const prefix = new Uint8Array(8);
-  readFully(fd, prefix, 0, `${path}: header length`);
   // Compared as a bigint: a hostile u64 must be rejected before it becomes a (lossy) number or an allocation size.
-  const declared = new DataView(prefix.buffer).getBigUint64(0, true);
+  const declared = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
   if (declared < 2n) fail(`header length ${declared} is below 2, the size of an empty JSON object '{}'`);
   if (declared > BigInt(MAX_HEADER_BYTES))
     fail(`header length ${declared} exceeds the limit of ${MAX_HEADER_BYTES} bytes`);
   if (declared > BigInt(fileSize - 8)) {
     fail(`header length ${declared} exceeds the ${fileSize - 8} bytes after the length field (truncated file?)`);
   }
-  const headerLength = Number(declared);
+  return Number(declared);
+}
 
-  const headerBytes = new Uint8Array(headerLength);
-  readFully(fd, headerBytes, 8, `${path}: header`);
+function readHeader(
+  path: string,
+  store: ByteStore,
+  fileSize = store.size,
+): { entries: Map<string, SafetensorsEntry>; metadata: Record<string, string> } {
+  const fail = (detail: string): never => {
+    throw new Error(`${path}: invalid safetensors file: ${detail}`);
+  };
+  if (fileSize < 8) fail(`the file has ${fileSize} bytes, fewer than the 8-byte header length`);
+
+  const prefix = store.read(0, 8, `${path}: header length`);
+  const headerLength = checkedHeaderLength(path, prefix, fileSize);
+  const headerBytes = store.view?.(8, headerLength) ?? store.read(8, headerLength, `${path}: header`);
   let text = "";
   try {
     text = new TextDecoder("utf-8", { fatal: true }).decode(headerBytes);
@@ -419,7 +499,7 @@ function layoutTensors(path: string, tensors: Readonly<Record<string, Safetensor
     });
   }
   const rank = (d: SafetensorsDType) => DTYPE_ORDER.indexOf(d);
-  items.sort((a, b) => rank(b.dtype) - rank(a.dtype) || Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)));
+  items.sort((a, b) => rank(b.dtype) - rank(a.dtype) || compareUtf8(a.name, b.name));
   let begin = 0;
   return items.map((item) => {
     const laid = { ...item, begin };
@@ -449,51 +529,8 @@ function headerJson(path: string, layout: LaidOut[], metadata: Readonly<Record<s
   return `{${parts.join(",")}}`;
 }
 
-function syncDirectory(directory: string): void {
-  // Makes the rename itself durable. Opening a directory for fsync is not possible on Windows,
-  // where the rename is durable enough for our purposes, so a failure here is not an error.
-  let fd: number | undefined;
-  try {
-    fd = fs.openSync(directory, "r");
-    fs.fsyncSync(fd);
-  } catch {
-    // see above
-  } finally {
-    if (fd !== undefined) fs.closeSync(fd);
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/** Positioned read of exactly `bytes.byteLength` bytes; one read returns at most ~2 GiB on Linux. */
-function readFully(fd: number, bytes: Uint8Array, position: number, what: string): void {
-  let done = 0;
-  while (done < bytes.byteLength) {
-    const n = fs.readSync(fd, bytes, done, bytes.byteLength - done, position + done);
-    if (n === 0) {
-      throw new Error(`${what}: the file ended after ${done} of ${bytes.byteLength} bytes at offset ${position}`);
-    }
-    done += n;
-  }
-}
-
-function writeFully(fd: number, bytes: Uint8Array, position: number, path: string): void {
-  let done = 0;
-  while (done < bytes.byteLength) {
-    const n = fs.writeSync(fd, bytes, done, bytes.byteLength - done, position + done);
-    if (n === 0) throw new Error(`${path}: the write made no progress at offset ${position + done}`);
-    done += n;
-  }
-}
-
-function allocateBytes(byteLength: number, what: string): Uint8Array {
-  try {
-    return new Uint8Array(byteLength);
-  } catch (error) {
-    throw new Error(`${what}: cannot allocate ${byteLength} bytes (${(error as Error).message})`);
-  }
-}
 
 /** Product of the dims, or undefined when it exceeds 2^53 (no real tensor is that large). */
 function elementCount(shape: readonly number[]): number | undefined {
@@ -511,7 +548,8 @@ function isNonNegativeInteger(value: unknown): value is number {
 }
 
 function compareUtf8(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+  const encoder = new TextEncoder();
+  return compareBytes(encoder.encode(a), encoder.encode(b));
 }
 
 function describe(value: unknown): string {
@@ -521,7 +559,7 @@ function describe(value: unknown): string {
 
 function assertLittleEndianHost(): void {
   // safetensors data is little-endian and typed arrays use the host's byte order.
-  if (os.endianness() !== "LE") throw new Error("safetensors: big-endian hosts are not supported");
+  if (!isLittleEndianHost()) throw new Error("safetensors: big-endian hosts are not supported");
 }
 
 /** Up to `limit` of `names` nearest to `target` by edit distance. */

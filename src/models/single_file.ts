@@ -211,13 +211,15 @@ export function toCompVisKey(
  * Configs for a single-file checkpoint from its tensor shapes. Head counts are not visible in the
  * weights: SD 1.x's 8 heads are assumed (64-wide heads when the context is 1024 wide, as SD 2.x).
  */
-export function inferSingleFileConfigs(file: string): {
+export function inferSingleFileConfigs(source: string | SafetensorsFile): {
   text: CLIPTextConfig;
   unet: UNet2DConditionConfig;
   vae: AutoencoderKLConfig;
   scheduler: DDIMConfig;
 } {
-  const st = SafetensorsFile.open(file);
+  // A path is opened (and closed) here; an open file stays open for the caller.
+  const st = typeof source === "string" ? SafetensorsFile.open(source) : source;
+  const file = st.path;
   try {
     const shape = (key: string): readonly number[] => {
       const e = st.entries.get(key);
@@ -318,7 +320,7 @@ export function inferSingleFileConfigs(file: string): {
     });
     return { text, unet, vae, scheduler };
   } finally {
-    st.close();
+    if (typeof source === "string") st.close();
   }
 }
 

@@ -53,9 +53,20 @@ export class WeightStore {
 
   /** Weights read from safetensors files, referenced in place where possible. */
   static fromCheckpoint(files: readonly string[], options: CheckpointOptions): WeightStore {
+    return WeightStore.fromFiles(
+      files.map((path) => SafetensorsFile.open(path)),
+      options,
+    );
+  }
+
+  /**
+   * Weights of open safetensors files: referenced in place in files on disk, viewed without a copy
+   * in files held in memory.
+   */
+  static fromFiles(files: readonly SafetensorsFile[], options: CheckpointOptions): WeightStore {
     const located = new Map<string, Located>();
-    for (const path of files) {
-      const file = SafetensorsFile.open(path);
+    for (const file of files) {
+      const path = file.path;
       for (const entry of file.entries.values()) {
         const key = options.rename ? options.rename(entry.name) : entry.name;
         if (key === null) continue;
@@ -123,7 +134,10 @@ export class WeightStore {
       );
     }
     let source: WeightSource;
-    if (entry.dtype === "F32" || entry.dtype === "F16") {
+    const inMemory = (entry.dtype === "F32" || entry.dtype === "F16") && file.inMemory;
+    if (inMemory) {
+      source = { kind: "array", data: memoryWeight(file, entry) };
+    } else if (entry.dtype === "F32" || entry.dtype === "F16") {
       source = {
         kind: "file",
         path: file.path,
@@ -180,6 +194,17 @@ export class WeightStore {
   weightTensors(): Map<string, Tensor> {
     return this.tensors;
   }
+}
+
+/** An F32 or F16 tensor of a file in memory as a typed array on its bytes (copied only if misaligned). */
+function memoryWeight(file: SafetensorsFile, entry: SafetensorsEntry): Float32Array | Uint16Array {
+  const raw = file.viewRaw(entry.name) as Uint8Array;
+  const size = entry.dtype === "F32" ? 4 : 2;
+  const bytes = raw.byteOffset % size === 0 ? raw : raw.slice();
+  const count = bytes.byteLength / size;
+  return size === 4
+    ? new Float32Array(bytes.buffer, bytes.byteOffset, count)
+    : new Uint16Array(bytes.buffer, bytes.byteOffset, count);
 }
 
 function hashSeed(seed: number, key: string): number {

@@ -50,10 +50,10 @@ function openFile(file: string): RandomAccessFile {
   return {
     path: file,
     size,
-    read(offset, length) {
-      if (fd === undefined) throw new Error(`${file}: cannot read: the file was closed`);
-      const bytes = allocate(length, `${file}: bytes [${offset}, ${offset + length})`);
-      readFully(fd, bytes, offset, file);
+    read(offset, length, what = file) {
+      if (fd === undefined) throw new Error(`${what}: cannot read: the file was closed`);
+      const bytes = allocate(length, what);
+      readFully(fd, bytes, offset, what);
       return bytes;
     },
     close() {

@@ -7,15 +7,44 @@
  *
  * File access is synchronous: Node's `fs` is, and so are a browser worker's OPFS sync access handles
  * (`FileSystemSyncAccessHandle.read(buffer, { at })`) or an in-memory file map. Whatever needs the
- * network goes through the asynchronous `ByteRangeReader` instead (see models/source.ts).
+ * network goes through the asynchronous `ByteRangeReader` instead.
  */
+
+/**
+ * Bytes fetched by range, asynchronously: what a browser backs with HTTP Range requests
+ * (`fetch(url, { headers: { Range: "bytes=a-b" } })`) and Node with a file.
+ */
+export interface ByteRangeReader {
+  /** A name for messages (the URL or path). */
+  readonly name: string;
+  size(): Promise<number>;
+  /** Exactly `length` bytes from `offset`. */
+  read(offset: number, length: number): Promise<Uint8Array>;
+}
+
+/** A reader over bytes already in memory. */
+export function memoryReader(bytes: Uint8Array, name = "<memory>"): ByteRangeReader {
+  return {
+    name,
+    size: async () => bytes.byteLength,
+    read: async (offset, length) => {
+      if (offset + length > bytes.byteLength) {
+        throw new Error(`${name}: bytes [${offset}, ${offset + length}) are past the end (${bytes.byteLength} bytes)`);
+      }
+      return bytes.subarray(offset, offset + length);
+    },
+  };
+}
 
 /** An open file read at arbitrary offsets (safetensors reads each tensor on demand). */
 export interface RandomAccessFile {
   readonly path: string;
   readonly size: number;
-  /** Exactly `length` bytes from `offset`, in a fresh buffer at byte offset 0; fails if the file is shorter. */
-  read(offset: number, length: number): Uint8Array;
+  /**
+   * Exactly `length` bytes from `offset`, in a fresh buffer at byte offset 0; fails if the file is
+   * shorter, naming `what` (default: the path).
+   */
+  read(offset: number, length: number, what?: string): Uint8Array;
   close(): void;
 }
 
