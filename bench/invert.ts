@@ -32,7 +32,7 @@ const log = (line: string) => {
 };
 const { inversion, stats } = await pipe.invert(image, "a photo of a cat", {
   onProgress: (e) => {
-    if (e.phase !== "optimise") return;
+    if (e.phase !== "method") return;
     const now = performance.now();
     log(
       `step ${e.step}/${e.total}: loss ${e.loss?.toExponential(3)} after ${e.iterations} iterations (${((now - last) / 1000).toFixed(1)} s)`,
@@ -57,7 +57,7 @@ const result = {
   torch_estimate_seconds: torchSeconds,
   raw_gflops: flops / 1e9 / torchSeconds,
   ratio: torchSeconds / total,
-  embeddings: inversion.embeddings.length,
+  embeddings: inversion.tensors.embeddings?.shape[0] ?? 0,
 };
 if (wantsJson()) console.log(JSON.stringify(result));
 else {
@@ -67,7 +67,7 @@ else {
       run: result.name,
       "total s": total.toFixed(1),
       "DDIM inv s": (stats.seconds.ddim_inversion ?? 0).toFixed(1),
-      "null-text s": (stats.seconds.null_text ?? 0).toFixed(1),
+      "null-text s": (stats.seconds.nti ?? 0).toFixed(1),
       "UNet evals": stats.unetEvals,
       VJPs: stats.vjps,
       "GFLOP/s": result.gflops.toFixed(0),

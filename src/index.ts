@@ -17,9 +17,19 @@ export { sample } from "./editing/sample.js";
 export * as graph from "./graph/index.js";
 export * from "./image/index.js";
 export { ddimInversion } from "./inversion/ddim_inversion.js";
-export { type Inversion, type InversionMethod, readInversion, writeInversion } from "./inversion/file.js";
+export { type Inversion, readInversion, writeInversion } from "./inversion/file.js";
 export { GuidedStep } from "./inversion/guided_step.js";
+export type {
+  InversionMethodModule,
+  InversionRun,
+  InversionSettings,
+  MethodState,
+  SamplerConditioning,
+  StoredTensor,
+} from "./inversion/method.js";
 export { type NullTextOptions, nullTextOptimization } from "./inversion/null_text.js";
+export { DEFAULT_METHOD, getMethod, METHODS, resolveSettings } from "./inversion/registry.js";
+export * from "./jobs/index.js";
 export { CLIPTextModel } from "./models/clip_text.js";
 export { ClipTokenizer } from "./models/clip_tokenizer.js";
 export { type LoadOptions, loadStableDiffusion, type StableDiffusion } from "./models/loader.js";
@@ -31,7 +41,9 @@ export { Adam } from "./optim/adam.js";
 export {
   EDIT_NULL_STEPS,
   type EditOptions,
+  type InversionResume,
   type InvertOptions,
+  type InvertProgress,
   NullTextPipeline,
   type PipelineOptions,
 } from "./pipeline.js";

@@ -3,17 +3,19 @@
  * baseline), then reconstruct it or edit it with Prompt-to-Prompt as often as one likes. Sessions
  * are compiled on first use per shape and reused.
  */
-import { createHash } from "node:crypto";
 import { Denoiser } from "./editing/denoiser.js";
 import { buildAttentionEdit, type EditPrompt, type PromptToPromptOptions } from "./editing/prompt_to_prompt.js";
 import { sample } from "./editing/sample.js";
 import * as G from "./graph/index.js";
 import { fromTensor, type RgbImage, toTensor } from "./image/index.js";
 import { ddimInversion } from "./inversion/ddim_inversion.js";
-import type { Inversion, InversionMethod, InversionSettings } from "./inversion/file.js";
+import type { Inversion } from "./inversion/file.js";
 import { GuidedStep } from "./inversion/guided_step.js";
-import { type NullTextProgress, type NullTextState, nullTextOptimization } from "./inversion/null_text.js";
+import type { InversionSettings, MethodState, SamplerConditioning } from "./inversion/method.js";
+import { throwIfAborted } from "./inversion/method.js";
+import { getMethod, resolveSettings } from "./inversion/registry.js";
 import { type LoadOptions, loadStableDiffusion, type StableDiffusion } from "./models/loader.js";
+import { getPlatform } from "./platform/platform.js";
 import { float32Output, Session, type SessionOptions } from "./runtime/session.js";
 import { type DDIMSchedule, ddimSchedule } from "./schedulers/ddim.js";
 import { gaussianArray } from "./util/rng.js";
@@ -23,36 +25,53 @@ export interface PipelineOptions extends LoadOptions, SessionOptions {
   resolution?: number;
 }
 
-export interface InvertOptions extends Partial<InversionSettings> {
-  /** The DDIM trajectory z*_0..z*_T of this image and prompt, if already computed (see `ddimPivots`). */
-  pivots?: Float32Array[];
-  onProgress?: (p: {
-    phase: "encode" | "ddim" | "optimise";
-    step: number;
-    total: number;
-    loss?: number;
-    iterations?: number;
-  }) => void;
-  /** State to save after each optimised timestep, and to resume from. */
-  checkpoint?: {
-    load?: () => NullTextResume | null;
-    save?: (s: NullTextResume) => void;
-  };
+/** Progress of an inversion: encoding, the DDIM pivot, then the method's own work (e.g. null-text optimisation). */
+export interface InvertProgress {
+  phase: "encode" | "ddim" | "method";
+  step: number;
+  total: number;
+  loss?: number;
+  iterations?: number;
 }
 
-/** What an interrupted inversion needs to resume. */
-export interface NullTextResume {
+export interface InvertOptions {
+  /** The inversion method's id (default "nti", null-text inversion; see inversion/registry.ts). */
+  method?: string;
+  /** DDIM steps (default 50) and the guidance scale (default 7.5). */
+  steps?: number;
+  guidance?: number;
+  /** The method's own settings by name (null-text inversion: innerSteps, lr, earlyStop, earlyStopSlope). */
+  [setting: string]: unknown;
+  /** The DDIM trajectory z*_0..z*_T of this image and prompt, if already computed (see `ddimPivots`). */
+  pivots?: Float32Array[];
+  onProgress?: (p: InvertProgress) => void;
+  /** State to save after each finished unit of work, and to resume from. */
+  checkpoint?: {
+    load?: () => InversionResume | null | Promise<InversionResume | null>;
+    save?: (s: InversionResume) => void | Promise<void>;
+  };
+  /** Hears that saved state of an interrupted run is used. */
+  onResume?: (saved: InversionResume) => void;
+  /** Stops the inversion (after saving the state reached) with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+/** What an interrupted inversion needs to resume: its identity, the pivot and the method's state. */
+export interface InversionResume {
   settings: InversionSettings;
   prompt: string;
   imageHash: string;
-  pivots: Float32Array[];
-  state: NullTextState;
+  model: string;
+  pivots?: Float32Array[];
+  state?: MethodState;
 }
 
 export interface PhaseStats {
   seconds: Record<string, number>;
   unetEvals: number;
   vjps: number;
+  /** Whether saved state of an interrupted run was used. */
+  resumed: boolean;
 }
 
 /**
@@ -69,18 +88,10 @@ export type EditOptions = PromptToPromptOptions & {
   /** See EDIT_NULL_STEPS (the default); 1 edits as the paper does. */
   nullSteps?: number;
   onStep?: (s: number, t: number) => void;
+  /** Stops the sampling with the signal's reason (checked before every step). */
+  signal?: AbortSignal;
   /** Receives each edit's local-blend mask (latent resolution) after every blended step. */
   onBlendMasks?: (masks: Uint8Array[]) => void;
-};
-
-export const DEFAULT_SETTINGS: InversionSettings = {
-  method: "nti",
-  steps: 50,
-  guidance: 7.5,
-  innerSteps: 10,
-  lr: 1e-2,
-  earlyStop: 1e-5,
-  earlyStopSlope: 2e-5,
 };
 
 export class NullTextPipeline {
@@ -218,21 +229,21 @@ export class NullTextPipeline {
   }
 
   /**
-   * Inverts an image (at model resolution) for a prompt that describes it. Methods: "nti" null-text
-   * inversion (Mokady et al. 2023), "npi" negative-prompt inversion (Miyake et al. 2023: ∅_t := the
-   * prompt embedding, no optimisation), "ddim" plain DDIM inversion, and the paper's ablations
-   * "nti-global" (one ∅) and "nti-conditional" (the prompt embedding optimised instead).
+   * Inverts an image (at model resolution) for a prompt that describes it, with one of the registered
+   * methods (inversion/registry.ts; default "nti", null-text inversion, Mokady et al. 2023).
    */
   async invert(
     image: RgbImage,
     prompt: string,
     o: InvertOptions = {},
   ): Promise<{ inversion: Inversion; stats: PhaseStats }> {
-    const settings: InversionSettings = { ...DEFAULT_SETTINGS, ...stripUndefined(o) } as InversionSettings;
-    validateSettings(settings);
+    const { pivots: givenPivots, onProgress, checkpoint, onResume, signal, ...partial } = o;
+    const settings = resolveSettings(partial);
+    const method = getMethod(settings.method);
     this.checkImage(image);
-    const imageHash = createHash("sha256").update(image.data).digest("hex");
-    const stats: PhaseStats = { seconds: {}, unetEvals: 0, vjps: 0 };
+    this.tokenize(prompt);
+    const imageHash = await getPlatform().sha256(image.data);
+    const stats: PhaseStats = { seconds: {}, unetEvals: 0, vjps: 0, resumed: false };
     const timed = async <T>(phase: string, f: () => Promise<T>): Promise<T> => {
       const t0 = performance.now();
       try {
@@ -241,61 +252,65 @@ export class NullTextPipeline {
         stats.seconds[phase] = (stats.seconds[phase] ?? 0) + (performance.now() - t0) / 1000;
       }
     };
-    const [cond, uncond] = await timed("encode", async () => this.encodePrompts([prompt, ""]));
+    const [cond, uncond] = (await timed("encode", async () => this.encodePrompts([prompt, ""]))) as [
+      Float32Array,
+      Float32Array,
+    ];
     const schedule = this.schedule(settings.steps);
     const step = await timed("compile", () => this.guidedStep());
 
-    const resume = o.checkpoint?.load?.() ?? null;
-    const resumable =
-      resume &&
-      resume.imageHash === imageHash &&
-      resume.prompt === prompt &&
-      JSON.stringify(resume.settings) === JSON.stringify(settings);
-    let pivots: Float32Array[];
-    if (resumable) {
-      pivots = resume.pivots;
-    } else if (o.pivots) {
-      if (o.pivots.length !== settings.steps + 1)
-        throw new Error(`invert: ${o.pivots.length} pivots given for ${settings.steps} steps`);
-      pivots = o.pivots;
-    } else {
-      const z0 = await timed("encode", () => this.encodeImage(image));
-      o.onProgress?.({ phase: "encode", step: 1, total: 1 });
-      pivots = await timed("ddim_inversion", () =>
-        ddimInversion(step, schedule, z0, cond as Float32Array, {
-          onStep: (s, total) => o.onProgress?.({ phase: "ddim", step: s, total }),
-        }),
-      );
-      stats.unetEvals += settings.steps;
-    }
-    const zT = pivots[settings.steps] as Float32Array;
-    let embeddings: Float32Array[] = [];
-    if (settings.method.startsWith("nti")) {
-      const mode =
-        settings.method === "nti-global"
-          ? "global"
-          : settings.method === "nti-conditional"
-            ? "conditional"
-            : "per-step";
-      const state = await timed("null_text", () =>
-        nullTextOptimization(
-          step,
-          schedule,
-          pivots,
-          cond as Float32Array,
-          uncond as Float32Array,
-          { ...settings, mode },
-          {
-            resume: resumable ? resume.state : undefined,
-            onProgress: (p: NullTextProgress) => o.onProgress?.({ phase: "optimise", ...p }),
-            onTimestep: (s) => o.checkpoint?.save?.({ settings, prompt, imageHash, pivots, state: s }),
-          },
-        ),
-      );
-      embeddings = state.embeddings;
-      stats.unetEvals += state.unetEvals;
-      stats.vjps += state.vjps;
-    }
+    const identity = { settings, prompt, imageHash, model: this.model.fingerprint };
+    const saved = (await checkpoint?.load?.()) ?? null;
+    const resume =
+      saved &&
+      saved.imageHash === imageHash &&
+      saved.prompt === prompt &&
+      saved.model === this.model.fingerprint &&
+      JSON.stringify(saved.settings) === JSON.stringify(settings)
+        ? saved
+        : null;
+    stats.resumed = resume !== null;
+    if (resume) onResume?.(resume);
+    if (givenPivots && givenPivots.length !== settings.steps + 1)
+      throw new Error(`invert: ${givenPivots.length} pivots given for ${settings.steps} steps`);
+    let pivots = resume?.pivots ?? givenPivots;
+    let pivotSeconds = 0;
+    const counters = { unetEvals: 0, vjps: 0 };
+    const t0 = performance.now();
+    const tensors = await method.invert({
+      settings,
+      step,
+      schedule,
+      cond,
+      uncond,
+      embeddingShape: this.embeddingShape,
+      pivots: async () => {
+        if (pivots) return pivots;
+        const t1 = performance.now();
+        const z0 = await this.encodeImage(image);
+        onProgress?.({ phase: "encode", step: 1, total: 1 });
+        pivots = await ddimInversion(step, schedule, z0, cond, {
+          signal,
+          onStep: (s, total) => onProgress?.({ phase: "ddim", step: s, total }),
+        });
+        counters.unetEvals += settings.steps;
+        await checkpoint?.save?.({ ...identity, pivots });
+        pivotSeconds = (performance.now() - t1) / 1000;
+        return pivots;
+      },
+      resume: resume?.state,
+      checkpoint: async (state) => {
+        await checkpoint?.save?.({ ...identity, pivots, state });
+      },
+      progress: (p) => onProgress?.({ phase: "method", ...p }),
+      counters,
+      signal,
+    });
+    if (!pivots) throw new Error(`method ${method.id} did not compute the pivot`);
+    stats.seconds.ddim_inversion = pivotSeconds;
+    stats.seconds[method.id] = (performance.now() - t0) / 1000 - pivotSeconds;
+    stats.unetEvals = counters.unetEvals;
+    stats.vjps = counters.vjps;
     const [c, h, w] = this.latentShape;
     return {
       inversion: {
@@ -306,8 +321,8 @@ export class NullTextPipeline {
         width: image.width,
         height: image.height,
         latentShape: [c, h, w],
-        zT,
-        embeddings,
+        zT: pivots[settings.steps] as Float32Array,
+        tensors,
         embeddingShape: this.embeddingShape,
       },
       stats,
@@ -321,26 +336,10 @@ export class NullTextPipeline {
     return ddimInversion(await this.guidedStep(), this.schedule(steps), z0, cond as Float32Array);
   }
 
-  /**
-   * The null embedding of each step, the source prompt's per-step embedding where it is optimised, and
-   * the empty prompt's embedding.
-   */
-  private async conditioning(
-    inv: Inversion,
-  ): Promise<{ nulls: Float32Array[] | Float32Array; source?: Float32Array[]; empty: Float32Array }> {
+  /** What the inversion's method gives the sampler, and the empty prompt's embedding. */
+  private async conditioning(inv: Inversion): Promise<SamplerConditioning & { empty: Float32Array }> {
     const [cond, empty] = (await this.encodePrompts([inv.prompt, ""])) as [Float32Array, Float32Array];
-    switch (inv.settings.method) {
-      case "nti":
-        return { nulls: inv.embeddings, empty };
-      case "nti-global":
-        return { nulls: inv.embeddings[0] as Float32Array, empty };
-      case "nti-conditional":
-        return { nulls: empty, source: inv.embeddings, empty };
-      case "npi":
-        return { nulls: cond, empty };
-      case "ddim":
-        return { nulls: empty, empty };
-    }
+    return { ...getMethod(inv.settings.method).conditioning(inv.tensors, inv.settings, { cond, empty }), empty };
   }
 
   private checkInversion(inv: Inversion): void {
@@ -355,18 +354,12 @@ export class NullTextPipeline {
   }
 
   /** Reconstructs the inverted image (guidance as inverted unless given). */
-  async reconstruct(
-    inv: Inversion,
-    o: { guidance?: number; onStep?: (s: number, t: number) => void } = {},
-  ): Promise<RgbImage> {
+  async reconstruct(inv: Inversion, o: SampleCallOptions = {}): Promise<RgbImage> {
     return (await this.decodeLatents(await this.reconstructLatent(inv, o)))[0] as RgbImage;
   }
 
   /** The reconstructed latent z_0 (scaled), before decoding. */
-  async reconstructLatent(
-    inv: Inversion,
-    o: { guidance?: number; onStep?: (s: number, t: number) => void } = {},
-  ): Promise<Float32Array> {
+  async reconstructLatent(inv: Inversion, o: SampleCallOptions = {}): Promise<Float32Array> {
     this.checkInversion(inv);
     const { nulls, source } = await this.conditioning(inv);
     const [cond] = await this.encodePrompts([inv.prompt]);
@@ -378,7 +371,7 @@ export class NullTextPipeline {
       promptEmbeddings: [cond as Float32Array],
       sourceEmbeddings: source,
       guidance: o.guidance ?? inv.settings.guidance,
-      onStep: o.onStep,
+      onStep: abortable(o),
     });
     return latents;
   }
@@ -416,7 +409,7 @@ export class NullTextPipeline {
       sourceEmbeddings: source,
       guidance: o.guidance ?? inv.settings.guidance,
       edit,
-      onStep: o.onStep,
+      onStep: abortable(o),
       onBlendMasks: o.onBlendMasks,
     });
     return latents;
@@ -430,8 +423,7 @@ export class NullTextPipeline {
       steps?: number;
       guidance?: number;
       negativePrompt?: string;
-      onStep?: (s: number, t: number) => void;
-    } = {},
+    } & SampleCallOptions = {},
   ): Promise<RgbImage> {
     const [cond, negative] = await this.encodePrompts([prompt, o.negativePrompt ?? ""]);
     const [c, h, w] = this.latentShape;
@@ -442,7 +434,7 @@ export class NullTextPipeline {
       nullEmbeddings: negative as Float32Array,
       promptEmbeddings: [cond as Float32Array],
       guidance: o.guidance ?? 7.5,
-      onStep: o.onStep,
+      onStep: abortable(o),
     });
     return (await this.decodeLatents(latents))[0] as RgbImage;
   }
@@ -456,23 +448,19 @@ export class NullTextPipeline {
   }
 }
 
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(
-    Object.entries(o).filter(([k, v]) => v !== undefined && !["onProgress", "checkpoint", "pivots"].includes(k)),
-  ) as Partial<T>;
+/** Options of the sampling calls (reconstruct, generate). */
+export interface SampleCallOptions {
+  guidance?: number;
+  onStep?: (step: number, total: number) => void;
+  /** Stops the sampling with the signal's reason (checked before every step). */
+  signal?: AbortSignal;
 }
 
-const METHODS: InversionMethod[] = ["nti", "npi", "ddim", "nti-global", "nti-conditional"];
-
-export function validateSettings(s: InversionSettings): void {
-  const bad = (what: string, v: unknown, ok: string) =>
-    new Error(`invert: ${what} ${JSON.stringify(v)} is invalid (${ok})`);
-  if (!METHODS.includes(s.method)) throw bad("method", s.method, METHODS.join(", "));
-  if (!Number.isInteger(s.steps) || s.steps < 1 || s.steps > 1000) throw bad("steps", s.steps, "an integer in 1..1000");
-  if (!(s.guidance >= 0 && s.guidance <= 100)) throw bad("guidance", s.guidance, "a number in [0, 100]");
-  if (!Number.isInteger(s.innerSteps) || s.innerSteps < 1 || s.innerSteps > 1000)
-    throw bad("inner steps", s.innerSteps, "an integer in 1..1000");
-  if (!(s.lr > 0 && s.lr < 10)) throw bad("learning rate", s.lr, "a number in (0, 10)");
-  if (!(s.earlyStop >= 0) || !(s.earlyStopSlope >= 0))
-    throw bad("early stop", [s.earlyStop, s.earlyStopSlope], "non-negative numbers");
+/** The sampler's step callback, with the abort signal checked first (and before the first step). */
+function abortable(o: { onStep?: (s: number, t: number) => void; signal?: AbortSignal }) {
+  throwIfAborted(o.signal);
+  return (s: number, total: number) => {
+    o.onStep?.(s, total);
+    if (s < total) throwIfAborted(o.signal);
+  };
 }

@@ -7,7 +7,8 @@
 import fs from "node:fs";
 import path from "node:path";
 import { P2P_DEFAULTS } from "../editing/prompt_to_prompt.js";
-import { grid, maskedPsnr, psnr, type RgbImage, ssim, writePng } from "../image/index.js";
+import { grid, maskedPsnr, psnr, type RgbImage } from "../image/index.js";
+import { editJob, invertJob, writeJsonOutput, writePngOutput } from "../jobs/index.js";
 import { EDIT_NULL_STEPS, NullTextPipeline } from "../pipeline.js";
 import {
   checkPrompt,
@@ -21,7 +22,7 @@ import {
   scenePrompt,
 } from "../scenes/index.js";
 import { COLORS, SHAPES } from "../scenes/scene.js";
-import { Progress } from "./progress.js";
+import { progressPrinter } from "./progress.js";
 
 export interface DemoOptions {
   out: string;
@@ -35,21 +36,26 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   const t0 = performance.now();
   fs.mkdirSync(o.out, { recursive: true });
   const pipe = await NullTextPipeline.load(o.model, { threads: o.threads, unetWeights: o.unetWeights });
+  try {
+    await demo(pipe, o, t0);
+  } finally {
+    await pipe.release();
+  }
+}
+
+async function demo(pipe: NullTextPipeline, o: DemoOptions, t0: number): Promise<void> {
   const size = pipe.resolution;
   const scene = randomScene(o.seed ?? 7, { objects: 1 });
   const image = renderScene(scene, size);
   const prompt = scenePrompt(scene);
   console.log(`scene: "${prompt}" (${size}×${size})`);
 
-  const bars: Record<string, Progress> = {};
-  const { inversion, stats } = await pipe.invert(image, prompt, {
-    onProgress: (e) => {
-      if (e.phase === "encode") return;
-      bars[e.phase] ??= new Progress(e.phase === "ddim" ? "DDIM invert" : "null-text", e.total);
-      bars[e.phase]?.update(e.step, e.loss !== undefined ? `loss ${e.loss.toExponential(2)}` : "");
-    },
-  });
-  const reconstruction = await pipe.reconstruct(inversion);
+  const progress = progressPrinter({ ddim: "DDIM invert", nti: "null-text" });
+  const {
+    inversion,
+    reconstruction,
+    report: inverted,
+  } = await invertJob(pipe, { image, prompt, onProgress: progress });
 
   const object = scene.objects[0];
   if (!object) throw new Error("demo scene has no object");
@@ -62,12 +68,15 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   for (const edit of edits) {
     const word = editedWord(scene, edit);
     const edited = editPrompt(scene, edit);
-    const bar = new Progress(`edit ${word.to}`, inversion.settings.steps);
-    const [, out] = await pipe.edit(inversion, [{ prompt: edited }], {
-      localBlend: { words: [[object.shape], [edit.kind === "shape" ? word.to : object.shape]] },
-      onStep: (s) => bar.update(s),
+    const {
+      images: [result],
+    } = await editJob(pipe, {
+      inversion,
+      edits: [{ prompt: edited }],
+      promptToPrompt: { localBlend: { words: [[object.shape], [edit.kind === "shape" ? word.to : object.shape]] } },
+      onProgress: progressPrinter({ sample: `edit ${word.to}` }),
     });
-    const result = out as RgbImage;
+    if (!result) throw new Error("demo: the edit returned no image");
     images.push(result);
     const truth = editScene(scene, edit);
     const outside = editRegion(scene, edit, size, 2).map((v) => 1 - v);
@@ -85,27 +94,26 @@ export async function runDemo(o: DemoOptions): Promise<void> {
       psnr_outside_object: maskedPsnr(result, image, { width: size, height: size, data: outside }),
       psnr_vs_ground_truth: psnr(result, renderScene(truth, size)),
     });
-    await writePng(path.join(o.out, `edit-${edit.kind}.png`), result);
+    await writePngOutput(path.join(o.out, `edit-${edit.kind}.png`), result);
   }
-  await writePng(path.join(o.out, "input.png"), image);
-  await writePng(path.join(o.out, "reconstruction.png"), reconstruction);
-  await writePng(path.join(o.out, "grid.png"), grid(images, images.length, 2));
+  await writePngOutput(path.join(o.out, "input.png"), image);
+  await writePngOutput(path.join(o.out, "reconstruction.png"), reconstruction);
+  await writePngOutput(path.join(o.out, "grid.png"), grid(images, images.length, 2));
   const report = {
     command: "demo",
     model: pipe.model.source,
     prompt,
     inversion: {
       method: inversion.settings.method,
-      unet_evals: stats.unetEvals + inversion.settings.steps,
-      vjps: stats.vjps,
-      seconds: stats.seconds,
+      unet_evals: inverted.unet_evals,
+      vjps: inverted.vjps,
+      seconds: inverted.seconds,
     },
-    reconstruction: { psnr: psnr(image, reconstruction), ssim: ssim(image, reconstruction) },
+    reconstruction: { psnr: inverted.reconstruction.psnr, ssim: inverted.reconstruction.ssim },
     edits: results,
     seconds: (performance.now() - t0) / 1000,
   };
-  fs.writeFileSync(path.join(o.out, "report.json.partial"), `${JSON.stringify(report, null, 2)}\n`);
-  fs.renameSync(path.join(o.out, "report.json.partial"), path.join(o.out, "report.json"));
+  writeJsonOutput(path.join(o.out, "report.json"), report);
   console.log(`reconstruction PSNR ${report.reconstruction.psnr.toFixed(2)} dB`);
   for (const r of results) {
     console.log(
@@ -115,5 +123,4 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   console.log(
     `wrote ${path.join(o.out, "grid.png")} (input | reconstruction | edits) and report.json in ${report.seconds.toFixed(1)} s`,
   );
-  await pipe.release();
 }

@@ -6,23 +6,13 @@ import fs from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import type { EditPrompt, PromptToPromptOptions } from "../editing/prompt_to_prompt.js";
-import {
-  type FitMode,
-  fitToSquare,
-  grid,
-  mse,
-  psnr,
-  type RgbImage,
-  readImage,
-  ssim,
-  writePng,
-} from "../image/index.js";
-import { type Inversion, type InversionMethod, readInversion, writeInversion } from "../inversion/file.js";
-import type { NullTextState } from "../inversion/null_text.js";
-import { SafetensorsFile, writeSafetensors } from "../models/safetensors.js";
-import { DEFAULT_SETTINGS, EDIT_NULL_STEPS, NullTextPipeline, type NullTextResume } from "../pipeline.js";
+import { type FitMode, fitToSquare, readImage } from "../image/index.js";
+import { type Inversion, readInversion } from "../inversion/file.js";
+import { DEFAULT_METHOD, METHODS, resolveSettings } from "../inversion/registry.js";
+import { editJob, generateJob, invertJob, reconstructJob } from "../jobs/index.js";
+import { EDIT_NULL_STEPS, NullTextPipeline } from "../pipeline.js";
 import { runDemo } from "./demo.js";
-import { Progress } from "./progress.js";
+import { progressPrinter } from "./progress.js";
 
 export const DEFAULT_MODEL = path.resolve(
   path.dirname(new URL(import.meta.url).pathname),
@@ -32,7 +22,8 @@ export const DEFAULT_MODEL = path.resolve(
   "nulltext-shapes",
 );
 
-const USAGE = `nulltext — null-text inversion and Prompt-to-Prompt editing of real images (Stable Diffusion on ONNX Runtime)
+const usage =
+  () => `nulltext — null-text inversion and Prompt-to-Prompt editing of real images (Stable Diffusion on ONNX Runtime)
 
 usage:
   nulltext demo [--out DIR]                                  draw a scene, invert it, make two edits (built-in model)
@@ -52,10 +43,9 @@ common options:
                       | per-session (ORT's own reordered copies: faster for small models, ~1.5× the memory)
 
 invert:
-  --method M          nti (default) | npi | ddim | nti-global | nti-conditional
-  --inner-steps N     Adam iterations per step (default 10)   --lr X   (default 0.01, decayed by 1 − i/100)
-  --early-stop X      (default 1e-5, plus 2e-5 per step)       --fp16   store the embeddings as float16
+${methodUsage()}
   --fit MODE          center-crop (default) | pad | stretch: how the image is brought to the model's square size
+  --fp16              store the method's tensors (e.g. the null embeddings) as float16
   --grid              also write FILE.grid.png: input | reconstruction
   An interrupted inversion resumes from its last finished step when run again with the same arguments.
 
@@ -70,6 +60,31 @@ edit:
                       (default 0.2; the source always does; 1 = the paper's editing)
   --grid              also write a side-by-side image: reconstruction | edits
 `;
+
+/** The command-line flags of the methods' own settings: `innerSteps` → `--inner-steps`, from the registry. */
+function methodFlags(): { key: string; flag: string; kind: string; methods: string[]; help: string }[] {
+  const flags = new Map<string, { key: string; flag: string; kind: string; methods: string[]; help: string }>();
+  for (const m of METHODS.values()) {
+    for (const [key, value] of Object.entries(m.defaults)) {
+      if (key === "steps" || key === "guidance") continue;
+      const flag = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+      const f = flags.get(key) ?? { key, flag, kind: typeof value, methods: [], help: m.help?.[key] ?? "" };
+      f.methods.push(m.id);
+      flags.set(key, f);
+    }
+  }
+  return [...flags.values()];
+}
+
+function methodUsage(): string {
+  const methods = [...METHODS.values()].map(
+    (m) => `                        ${m.id.padEnd(16)} ${m.summary}${m.id === DEFAULT_METHOD ? " (default)" : ""}`,
+  );
+  const flags = methodFlags().map(
+    (f) => `  --${`${f.flag} ${f.kind === "boolean" ? "" : "X"}`.padEnd(18)}${f.help} [${f.methods.join(", ")}]`,
+  );
+  return [`  --method M          the inversion method:`, ...methods, ...flags].join("\n");
+}
 
 interface Parsed {
   values: Record<string, string | string[] | boolean | undefined>;
@@ -88,9 +103,9 @@ function parse(argv: string[]): Parsed {
       method: { type: "string" },
       steps: { type: "string" },
       guidance: { type: "string" },
-      "inner-steps": { type: "string" },
-      lr: { type: "string" },
-      "early-stop": { type: "string" },
+      ...Object.fromEntries(
+        methodFlags().map((f) => [f.flag, { type: f.kind === "boolean" ? ("boolean" as const) : ("string" as const) }]),
+      ),
       seed: { type: "string" },
       threads: { type: "string" },
       "unet-weights": { type: "string" },
@@ -146,13 +161,36 @@ function requireOut(values: Parsed["values"], ext: string): string {
   return out;
 }
 
-function writeJsonAtomic(file: string, data: unknown): void {
-  fs.writeFileSync(`${file}.partial`, `${JSON.stringify(data, null, 2)}\n`);
-  fs.renameSync(`${file}.partial`, file);
+const note = (message: string) => process.stderr.write(`${message}\n`);
+
+/** `method` and the settings given on the command line, checked before anything is loaded. */
+function invertSettings(values: Parsed["values"]): Record<string, unknown> {
+  const settings: Record<string, unknown> = {
+    method: str(values.method) ?? DEFAULT_METHOD,
+    steps: num(values.steps, "steps"),
+    guidance: num(values.guidance, "guidance"),
+  };
+  for (const f of methodFlags()) {
+    const v = values[f.flag];
+    if (v === undefined) continue;
+    settings[f.key] = f.kind === "number" ? num(v, f.flag) : v;
+  }
+  try {
+    resolveSettings(settings);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  return settings;
 }
 
-export function quality(reference: RgbImage, image: RgbImage): { psnr: number; ssim: number; mse: number } {
-  return { psnr: psnr(reference, image), ssim: ssim(reference, image), mse: mse(reference, image) };
+/** Runs `f` with a loaded pipeline and releases its sessions on every path. */
+async function withPipeline<T>(values: Parsed["values"], f: (pipe: NullTextPipeline) => Promise<T>): Promise<T> {
+  const pipe = await pipelineFor(values);
+  try {
+    return await f(pipe);
+  } finally {
+    await pipe.release();
+  }
 }
 
 async function invert(p: Parsed): Promise<void> {
@@ -164,116 +202,25 @@ async function invert(p: Parsed): Promise<void> {
   const fit = (str(p.values.fit) ?? "center-crop") as FitMode;
   if (!["center-crop", "pad", "stretch"].includes(fit))
     throw new UsageError(`--fit ${fit}: use center-crop, pad or stretch`);
-  const method = (str(p.values.method) ?? "nti") as InversionMethod;
+  const settings = invertSettings(p.values);
   const source = await readImage(imagePath);
-  const pipe = await pipelineFor(p.values);
-  const image = fitToSquare(source, pipe.resolution, fit);
-  const settings = {
-    method,
-    steps: num(p.values.steps, "steps"),
-    guidance: num(p.values.guidance, "guidance"),
-    innerSteps: num(p.values["inner-steps"], "inner-steps"),
-    lr: num(p.values.lr, "lr"),
-    earlyStop: num(p.values["early-stop"], "early-stop"),
-  };
-  const steps = settings.steps ?? DEFAULT_SETTINGS.steps;
-  const bars: Record<string, Progress> = {};
-  const t0 = performance.now();
-  const checkpointFile = `${out}.resume`;
-  const { inversion, stats } = await pipe.invert(image, prompt, {
-    ...settings,
-    onProgress: (e) => {
-      if (e.phase === "encode") return;
-      const label = e.phase === "ddim" ? "DDIM invert" : "null-text";
-      bars[e.phase] ??= new Progress(label, e.total);
-      bars[e.phase]?.update(e.step, e.loss !== undefined ? `loss ${e.loss.toExponential(2)} (${e.iterations} it)` : "");
-    },
-    checkpoint: {
-      load: () => loadResume(checkpointFile),
-      save: (s) => saveResume(checkpointFile, s),
-    },
+  await withPipeline(p.values, async (pipe) => {
+    const { report } = await invertJob(pipe, {
+      image: fitToSquare(source, pipe.resolution, fit),
+      prompt,
+      settings,
+      out,
+      float16: p.values.fp16 === true,
+      grid: p.values.grid === true,
+      source: path.resolve(imagePath),
+      onProgress: progressPrinter({ ddim: "DDIM invert", nti: "null-text" }),
+      onNote: note,
+    });
+    const q = report.reconstruction;
+    console.log(
+      `wrote ${out} (${report.settings.method}); reconstruction PSNR ${q.psnr.toFixed(2)} dB, SSIM ${q.ssim.toFixed(4)}; report ${out}.json`,
+    );
   });
-  const rbar = new Progress("reconstruct", steps);
-  const tRec = performance.now();
-  const reconstruction = await pipe.reconstruct(inversion, { onStep: (s) => rbar.update(s) });
-  stats.seconds.reconstruct = (performance.now() - tRec) / 1000;
-  stats.unetEvals += steps;
-  const q = quality(image, reconstruction);
-  inversion.stats = q;
-  writeInversion(out, inversion, { float16: p.values.fp16 === true });
-  fs.rmSync(checkpointFile, { force: true });
-  const report = {
-    command: "invert",
-    image: path.resolve(imagePath),
-    prompt,
-    model: pipe.model.source,
-    settings: inversion.settings,
-    resolution: pipe.resolution,
-    reconstruction: q,
-    unet_evals: stats.unetEvals,
-    vjps: stats.vjps,
-    seconds: { ...stats.seconds, total: (performance.now() - t0) / 1000 },
-    output: path.resolve(out),
-  };
-  writeJsonAtomic(`${out}.json`, report);
-  if (p.values.grid) await writePng(`${out}.grid.png`, grid([image, reconstruction], 2, 2));
-  console.log(
-    `wrote ${out} (${inversion.settings.method}); reconstruction PSNR ${q.psnr.toFixed(2)} dB, SSIM ${q.ssim.toFixed(4)}; report ${out}.json`,
-  );
-  await pipe.release();
-}
-
-/** The resume state: pivots, finished embeddings and the carried latent, as safetensors. */
-function saveResume(file: string, r: NullTextResume): void {
-  const f32 = (data: Float32Array) => ({ dtype: "F32" as const, shape: [data.length], data });
-  const tensors: Record<string, ReturnType<typeof f32>> = {
-    latent: f32(r.state.latent),
-    current: f32(r.state.current),
-  };
-  r.pivots.forEach((z, i) => {
-    tensors[`pivot.${i}`] = f32(z);
-  });
-  r.state.embeddings.forEach((e, i) => {
-    tensors[`embedding.${i}`] = f32(e);
-  });
-  const meta = {
-    settings: r.settings,
-    prompt: r.prompt,
-    imageHash: r.imageHash,
-    completed: r.state.completed,
-    unetEvals: r.state.unetEvals,
-    vjps: r.state.vjps,
-    losses: r.state.losses,
-    pivots: r.pivots.length,
-  };
-  writeSafetensors(file, tensors, { resume: JSON.stringify(meta) });
-}
-
-function loadResume(file: string): NullTextResume | null {
-  if (!fs.existsSync(file)) return null;
-  try {
-    const st = SafetensorsFile.open(file);
-    try {
-      const m = JSON.parse(st.metadata.resume ?? "");
-      const state: NullTextState = {
-        completed: m.completed,
-        embeddings: Array.from({ length: m.completed }, (_, i) => st.readFloat32(`embedding.${i}`)),
-        latent: st.readFloat32("latent"),
-        current: st.readFloat32("current"),
-        unetEvals: m.unetEvals,
-        vjps: m.vjps,
-        losses: m.losses,
-      };
-      const pivots = Array.from({ length: m.pivots }, (_, i) => st.readFloat32(`pivot.${i}`));
-      process.stderr.write(`resuming from ${file}: ${m.completed} steps done\n`);
-      return { settings: m.settings, prompt: m.prompt, imageHash: m.imageHash, pivots, state };
-    } finally {
-      st.close();
-    }
-  } catch (err) {
-    process.stderr.write(`ignoring unreadable resume file ${file}: ${(err as Error).message}\n`);
-    return null;
-  }
 }
 
 function editOptions(
@@ -316,12 +263,12 @@ function editOptions(
   return { edits, p2p };
 }
 
-async function loadInversionFor(p: Parsed): Promise<{ pipe: NullTextPipeline; inv: Inversion }> {
+/** The INVERSION argument, read with the loaded model (so another model's inversion is refused). */
+function inversionArg(p: Parsed): string {
   const [file] = p.positionals;
   if (!file) throw new UsageError("needs an INVERSION file (written by nulltext invert)");
   if (!fs.existsSync(file)) throw new UsageError(`${file} does not exist`);
-  const pipe = await pipelineFor(p.values);
-  return { pipe, inv: readInversion(file, pipe.model.fingerprint) };
+  return file;
 }
 
 async function edit(p: Parsed): Promise<void> {
@@ -329,62 +276,53 @@ async function edit(p: Parsed): Promise<void> {
   if (prompts.length === 0) throw new UsageError("edit needs at least one --prompt (the edited prompt)");
   const out = requireOut(p.values, "PNG");
   const nullSteps = num(p.values["null-steps"], "null-steps", (n) => n >= 0 && n <= 1) ?? EDIT_NULL_STEPS;
-  const { pipe, inv } = await loadInversionFor(p);
-  const { edits, p2p } = editOptions(p.values, inv.prompt, prompts);
-  const bar = new Progress("edit", inv.settings.steps);
-  const t0 = performance.now();
-  const images = await pipe.edit(inv, edits, {
-    ...p2p,
-    nullSteps,
-    guidance: num(p.values.guidance, "guidance"),
-    onStep: (s) => bar.update(s),
+  const file = inversionArg(p);
+  await withPipeline(p.values, async (pipe) => {
+    const inversion: Inversion = readInversion(file, pipe.model.fingerprint);
+    const { edits, p2p } = editOptions(p.values, inversion.prompt, prompts);
+    const { report } = await editJob(pipe, {
+      inversion,
+      edits,
+      promptToPrompt: p2p,
+      nullSteps,
+      guidance: num(p.values.guidance, "guidance"),
+      out,
+      grid: p.values.grid === true,
+      onProgress: progressPrinter({ sample: "edit" }),
+    });
+    console.log(`wrote ${report.outputs.join(", ")}`);
   });
-  const outputs = prompts.length === 1 ? [out] : prompts.map((_, i) => out.replace(/(\.png)?$/i, `-${i + 1}.png`));
-  for (const [i, o] of outputs.entries()) await writePng(o, images[i + 1] as RgbImage);
-  if (p.values.grid) await writePng(out.replace(/(\.png)?$/i, ".grid.png"), grid(images, images.length, 2));
-  writeJsonAtomic(`${out}.json`, {
-    command: "edit",
-    source_prompt: inv.prompt,
-    edits,
-    options: { ...p2p, null_steps: nullSteps },
-    method: inv.settings.method,
-    outputs: outputs.map((o) => path.resolve(o)),
-    unet_evals: inv.settings.steps,
-    seconds: (performance.now() - t0) / 1000,
-  });
-  console.log(`wrote ${outputs.join(", ")}`);
-  await pipe.release();
 }
 
 async function reconstruct(p: Parsed): Promise<void> {
   const out = requireOut(p.values, "PNG");
-  const { pipe, inv } = await loadInversionFor(p);
-  const bar = new Progress("reconstruct", inv.settings.steps);
-  const image = await pipe.reconstruct(inv, {
-    guidance: num(p.values.guidance, "guidance"),
-    onStep: (s) => bar.update(s),
+  const file = inversionArg(p);
+  await withPipeline(p.values, async (pipe) => {
+    await reconstructJob(pipe, {
+      inversion: readInversion(file, pipe.model.fingerprint),
+      guidance: num(p.values.guidance, "guidance"),
+      out,
+      onProgress: progressPrinter({ sample: "reconstruct" }),
+    });
+    console.log(`wrote ${out}`);
   });
-  await writePng(out, image);
-  console.log(`wrote ${out}`);
-  await pipe.release();
 }
 
 async function generate(p: Parsed): Promise<void> {
   const prompt = (p.values.prompt as string[] | undefined)?.[0];
   if (prompt === undefined) throw new UsageError("generate needs --prompt");
   const out = requireOut(p.values, "PNG");
-  const pipe = await pipelineFor(p.values);
-  const steps = num(p.values.steps, "steps") ?? 50;
-  const bar = new Progress("generate", steps);
-  const image = await pipe.generate(prompt, {
-    seed: num(p.values.seed, "seed", Number.isInteger) ?? 0,
-    steps,
-    guidance: num(p.values.guidance, "guidance"),
-    onStep: (s) => bar.update(s),
+  await withPipeline(p.values, async (pipe) => {
+    await generateJob(pipe, {
+      prompt,
+      seed: num(p.values.seed, "seed", Number.isInteger) ?? 0,
+      steps: num(p.values.steps, "steps") ?? 50,
+      guidance: num(p.values.guidance, "guidance"),
+      out,
+      onProgress: progressPrinter({ sample: "generate" }),
+    });
+    console.log(`wrote ${out}`);
   });
-  await writePng(out, image);
-  console.log(`wrote ${out}`);
-  await pipe.release();
 }
 
 async function info(p: Parsed): Promise<void> {
@@ -414,12 +352,12 @@ export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
     if (!command || command === "help" || command === "--help" || command === "-h") {
-      console.log(USAGE);
+      console.log(usage());
       return command ? 0 : 2;
     }
     const parsed = parse(rest);
     if (parsed.values.help) {
-      console.log(USAGE);
+      console.log(usage());
       return 0;
     }
     switch (command) {

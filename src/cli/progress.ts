@@ -1,17 +1,21 @@
 /** A progress line on stderr: phase, bar, count, rate, ETA and extra fields (e.g. the loss). */
+import type { JobProgress } from "../jobs/index.js";
 
 export class Progress {
   private start = performance.now();
   private lastDraw = 0;
   private readonly tty = process.stderr.isTTY === true;
   private lastLogged = -1;
+  private eta: number | undefined;
 
   constructor(
     private readonly label: string,
     private readonly total: number,
   ) {}
 
-  update(done: number, extra = ""): void {
+  /** `eta`: seconds still expected, where the caller knows better than the average step so far. */
+  update(done: number, extra = "", eta?: number): void {
+    this.eta = eta;
     const now = performance.now();
     const finished = done >= this.total;
     if (this.tty) {
@@ -32,7 +36,7 @@ export class Progress {
     const elapsed = (performance.now() - this.start) / 1000;
     const width = 24;
     const filled = Math.round((width * done) / this.total);
-    const eta = done > 0 ? (elapsed * (this.total - done)) / done : Number.NaN;
+    const eta = this.eta ?? (done > 0 ? (elapsed * (this.total - done)) / done : Number.NaN);
     const bar = `${"█".repeat(filled)}${"·".repeat(width - filled)}`;
     return `${this.label.padEnd(12)} ${bar} ${String(done).padStart(String(this.total).length)}/${this.total}  ${formatTime(elapsed)} elapsed, ETA ${formatTime(eta)}${extra ? `  ${extra}` : ""}`;
   }
@@ -42,4 +46,20 @@ export function formatTime(s: number): string {
   if (!Number.isFinite(s)) return "--:--";
   const m = Math.floor(s / 60);
   return `${m}:${String(Math.floor(s % 60)).padStart(2, "0")}`;
+}
+
+/** Progress bars on stderr, one per phase, from the jobs' progress events. */
+export function progressPrinter(labels: Record<string, string> = {}): (e: JobProgress) => void {
+  const bars = new Map<string, Progress>();
+  return (e) => {
+    if (e.phase === "encode") return;
+    let bar = bars.get(e.phase);
+    if (!bar) {
+      bar = new Progress(labels[e.phase] ?? e.phase, e.total);
+      bars.set(e.phase, bar);
+    }
+    const loss =
+      e.loss !== undefined ? `loss ${e.loss.toExponential(2)}${e.iterations ? ` (${e.iterations} it)` : ""}` : "";
+    bar.update(e.step, loss, e.eta);
+  };
 }

@@ -5,7 +5,7 @@
  * seconds per method. All methods share one DDIM pivot per image.
  */
 import { psnr, type RgbImage, ssim } from "../image/index.js";
-import type { Inversion, InversionMethod } from "../inversion/file.js";
+import type { Inversion } from "../inversion/file.js";
 import type { NullTextPipeline } from "../pipeline.js";
 
 export const RECON_METHODS = [
@@ -14,7 +14,7 @@ export const RECON_METHODS = [
   { name: "npi", method: "npi", guidance: 7.5 },
   { name: "nti", method: "nti", guidance: 7.5 },
   { name: "nti_global", method: "nti-global", guidance: 7.5 },
-] as const satisfies readonly { name: string; method: InversionMethod; guidance: number }[];
+] as const satisfies readonly { name: string; method: string; guidance: number }[];
 
 export type ReconMethodName = (typeof RECON_METHODS)[number]["name"];
 

@@ -69,6 +69,15 @@ export async function readImage(path: string): Promise<RgbImage> {
   }
 }
 
+/** `img` as the bytes of an 8-bit RGB PNG file. */
+export async function encodePng(img: RgbImage): Promise<Uint8Array> {
+  checkRgbImage(img, "encodePng");
+  const png = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
+    .png()
+    .toBuffer();
+  return new Uint8Array(png.buffer, png.byteOffset, png.length);
+}
+
 /**
  * Writes `img` as an 8-bit RGB PNG. Atomic: the bytes go to a temporary file in the same folder,
  * which is flushed and then renamed over `path`; on any failure the temporary file is removed and
@@ -76,9 +85,7 @@ export async function readImage(path: string): Promise<RgbImage> {
  */
 export async function writePng(path: string, img: RgbImage): Promise<void> {
   checkRgbImage(img, `writePng "${path}"`);
-  const encoded = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
-    .png()
-    .toBuffer();
+  const encoded = await encodePng(img);
   const temporary = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString("hex")}.partial`);
   try {
     const handle = await open(temporary, "wx");

@@ -6,6 +6,7 @@
  */
 import { type DDIMSchedule, ddimInvertStep } from "../schedulers/ddim.js";
 import type { GuidedStep } from "./guided_step.js";
+import { throwIfAborted } from "./method.js";
 
 export interface DDIMInversionOptions {
   /** Guidance scale; 1 (default) evaluates the prompt alone. */
@@ -13,6 +14,8 @@ export interface DDIMInversionOptions {
   /** The null embedding for w ≠ 1. */
   uncond?: Float32Array;
   onStep?: (step: number, total: number) => void;
+  /** Checked before every step: an aborted run stops with the signal's reason. */
+  signal?: AbortSignal;
 }
 
 /** Returns [z*_0, z*_1, ..., z*_T] (T = number of steps), z*_0 being the image latent. */
@@ -29,6 +32,7 @@ export async function ddimInversion(
   let z = z0;
   const timesteps = [...schedule.timesteps].reverse();
   for (let i = 0; i < timesteps.length; i++) {
+    throwIfAborted(o.signal);
     const t = timesteps[i] as number;
     let eps = await step.eps(z, t, cond);
     if (w !== 1) {

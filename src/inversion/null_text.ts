@@ -12,6 +12,7 @@
 import { Adam } from "../optim/adam.js";
 import { type DDIMSchedule, ddimStep, ddimStepCoefficients } from "../schedulers/ddim.js";
 import type { GuidedStep } from "./guided_step.js";
+import { throwIfAborted } from "./method.js";
 
 export type NullTextMode = "per-step" | "global" | "conditional";
 
@@ -54,6 +55,8 @@ export interface NullTextHooks {
   /** Called after each timestep with the state to save (for resuming an interrupted run). */
   onTimestep?: (s: NullTextState) => void | Promise<void>;
   resume?: NullTextState;
+  /** Checked before every UNet pass: an aborted run stops with the signal's reason. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -101,6 +104,7 @@ export async function nullTextOptimization(
     let iterations = 0;
     let loss = Number.NaN;
     for (let j = 0; j < N; j++) {
+      throwIfAborted(hooks.signal);
       const r = await step.lossAndGrad({
         latent: s.latent,
         timestep: t,
@@ -174,6 +178,7 @@ async function globalNullText(
     let z = pivots[T] as Float32Array;
     let total = 0;
     for (let i = 0; i < T; i++) {
+      throwIfAborted(hooks.signal);
       const t = schedule.timesteps[i] as number;
       const coef = ddimStepCoefficients(schedule, t, "denoise");
       const fixed = await step.eps(z, t, cond);

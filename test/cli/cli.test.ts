@@ -68,11 +68,11 @@ describe("nulltext CLI", () => {
     for (const k of ["psnr", "ssim", "mse"]) expect(Number.isFinite(report.reconstruction[k])).toBe(true);
     expect(report.unet_evals).toBeGreaterThanOrEqual(4 + 4 * 2 + 4);
     expect(Object.keys(report.seconds)).toEqual(
-      expect.arrayContaining(["ddim_inversion", "null_text", "reconstruct", "total"]),
+      expect.arrayContaining(["ddim_inversion", "nti", "reconstruct", "total"]),
     );
     expect(fs.existsSync(`${inv}.grid.png`)).toBe(true);
     expect(fs.existsSync(`${inv}.resume`)).toBe(false);
-    expect(readInversion(inv).embeddings).toHaveLength(4);
+    expect(readInversion(inv).tensors.embeddings?.shape).toEqual([4, 77, 32]);
 
     const e = await run(
       "edit",
@@ -143,7 +143,26 @@ describe("nulltext CLI", () => {
     expect((await run("invert", at("photo.png"), "--out", at("x.nti"), ...common)).err).toMatch(/needs --prompt/);
     expect(
       (await run("invert", at("photo.png"), "--prompt", "x", "--out", at("x.nti"), "--method", "magic", ...common)).err,
-    ).toMatch(/method "magic" is invalid \(nti, npi, ddim, nti-global, nti-conditional\)/);
+    ).toMatch(/unknown inversion method "magic" \(methods: nti, npi, ddim, nti-global, nti-conditional\)/);
+    // A setting of another method is named as such, before the model is loaded.
+    const lr = await run(
+      "invert",
+      at("photo.png"),
+      "--prompt",
+      "x",
+      "--out",
+      at("x.nti"),
+      "--method",
+      "npi",
+      "--lr",
+      "0.1",
+    );
+    expect(lr.rc).toBe(2);
+    expect(lr.err).toMatch(/setting 'lr' applies to nti, nti-global, nti-conditional, not to npi/);
+    expect(
+      (await run("invert", at("photo.png"), "--prompt", "x", "--out", at("x.nti"), "--inner-steps", "0", ...common))
+        .err,
+    ).toMatch(/innerSteps 0 is invalid \(an integer in 1\.\.1000\)/);
     expect(
       (await run("invert", at("photo.png"), "--prompt", "x", "--out", "/no/such/dir/x.nti", ...common)).err,
     ).toMatch(/does not exist/);

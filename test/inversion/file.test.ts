@@ -4,6 +4,8 @@ import os from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { type Inversion, readInversion, writeInversion } from "../../src/inversion/file.js";
+import { stack, unstack } from "../../src/inversion/method.js";
+import { writeSafetensors } from "../../src/models/safetensors.js";
 
 function sample(): Inversion {
   const L = 77;
@@ -25,7 +27,12 @@ function sample(): Inversion {
     height: 64,
     latentShape: [4, 16, 16],
     zT: Float32Array.from({ length: 4 * 16 * 16 }, (_, i) => Math.sin(i)),
-    embeddings: [0, 1, 2].map((s) => Float32Array.from({ length: L * D }, (_, i) => Math.cos(i + s) / 3)),
+    tensors: {
+      embeddings: stack(
+        [0, 1, 2].map((s) => Float32Array.from({ length: L * D }, (_, i) => Math.cos(i + s) / 3)),
+        [L, D],
+      ),
+    },
     embeddingShape: [L, D],
     stats: { psnr: 31.5 },
   };
@@ -43,7 +50,8 @@ describe("inversion file", () => {
     expect(back.settings).toEqual(inv.settings);
     expect(back.latentShape).toEqual([4, 16, 16]);
     expect(Array.from(back.zT)).toEqual(Array.from(inv.zT));
-    expect(back.embeddings.map((e) => Array.from(e))).toEqual(inv.embeddings.map((e) => Array.from(e)));
+    expect(back.tensors.embeddings?.shape).toEqual([3, 77, 8]);
+    expect(Array.from(back.tensors.embeddings?.data ?? [])).toEqual(Array.from(inv.tensors.embeddings?.data ?? [1]));
     expect(back.stats).toEqual({ psnr: 31.5 });
   });
 
@@ -53,13 +61,12 @@ describe("inversion file", () => {
     writeInversion(a, sample());
     writeInversion(b, sample(), { float16: true });
     const back = readInversion(b);
-    const orig = sample().embeddings;
+    const orig = unstack(sample().tensors.embeddings as { shape: number[]; data: Float32Array });
+    const half = unstack(back.tensors.embeddings as { shape: number[]; data: Float32Array });
     for (let s = 0; s < 3; s++) {
       for (let i = 0; i < 77 * 8; i++) {
         const v = orig[s]?.[i] as number;
-        expect(Math.abs((back.embeddings[s]?.[i] as number) - v)).toBeLessThanOrEqual(
-          Math.abs(v) * 2 ** -11 + 2 ** -25,
-        );
+        expect(Math.abs((half[s]?.[i] as number) - v)).toBeLessThanOrEqual(Math.abs(v) * 2 ** -11 + 2 ** -25);
       }
     }
     expect(fs.statSync(b).size).toBeLessThan(fs.statSync(a).size - 77 * 8 * 3 * 2 + 200);
@@ -93,8 +100,64 @@ describe("inversion file", () => {
 
     // Embedding count inconsistent with the method
     const wrong = tmp();
-    writeInversion(wrong, { ...sample(), embeddings: sample().embeddings.slice(0, 2) });
-    expect(() => readInversion(wrong)).toThrow(/2 embeddings for method nti with 3 steps \(expected 3\)/);
+    const two = sample().tensors.embeddings as { shape: number[]; data: Float32Array };
+    writeInversion(wrong, {
+      ...sample(),
+      tensors: { embeddings: { shape: [2, 77, 8], data: two.data.slice(0, 2 * 77 * 8) } },
+    });
+    expect(() => readInversion(wrong)).toThrow(/method nti: 'embeddings' has shape \[2,77,8\], expected \[3,77,8\]/);
+
+    // A header that parses but is not an inversion's, and one without settings
+    for (const [header, why] of [
+      ["null", /corrupt inversion header \(not an object\)/],
+      [JSON.stringify({ ...v1Header(), version: 2, settings: undefined, tensors: [] }), /'settings' is undefined/],
+      [
+        JSON.stringify({ ...v1Header(), version: 2, tensors: [], settings: { ...sample().settings, method: "magic" } }),
+        /unknown inversion method "magic"/,
+      ],
+    ] as const) {
+      const bad = tmp();
+      writeSafetensors(bad, { z_T: { dtype: "F32", shape: [4, 16, 16], data: sample().zT } }, { nulltext: header });
+      expect(() => readInversion(bad)).toThrow(why);
+    }
+  });
+
+  it("reads files of format version 1 (embeddings stored as 'embeddings')", () => {
+    const file = tmp();
+    const inv = sample();
+    const embeddings = inv.tensors.embeddings as { shape: number[]; data: Float32Array };
+    writeSafetensors(
+      file,
+      {
+        z_T: { dtype: "F32", shape: [4, 16, 16], data: inv.zT },
+        embeddings: { dtype: "F32", shape: embeddings.shape, data: embeddings.data },
+      },
+      { nulltext: JSON.stringify(v1Header()) },
+    );
+    const back = readInversion(file, "abc123");
+    expect(back.settings).toEqual(inv.settings);
+    expect(back.tensors.embeddings?.shape).toEqual([3, 77, 8]);
+    expect(Array.from(back.tensors.embeddings?.data ?? [])).toEqual(Array.from(embeddings.data));
+
+    // version 1 files of methods without embeddings (npi, ddim) stored none
+    const npi = tmp();
+    writeSafetensors(
+      npi,
+      { z_T: { dtype: "F32", shape: [4, 16, 16], data: inv.zT } },
+      { nulltext: JSON.stringify({ ...v1Header(), settings: { ...inv.settings, method: "npi" }, embeddingCount: 0 }) },
+    );
+    expect(readInversion(npi).tensors).toEqual({});
+  });
+
+  it("round-trips a method without tensors of its own, and refuses tensors a method does not store the right way", () => {
+    const file = tmp();
+    writeInversion(file, { ...sample(), settings: { method: "ddim", steps: 3, guidance: 7.5 }, tensors: {} });
+    const back = readInversion(file);
+    expect(back.settings).toEqual({ method: "ddim", steps: 3, guidance: 7.5 });
+    expect(back.tensors).toEqual({});
+    const missing = tmp();
+    writeInversion(missing, { ...sample(), tensors: {} });
+    expect(() => readInversion(missing)).toThrow(/method nti stores 'embeddings', which is missing/);
   });
 
   it("writes atomically: a failed write leaves the previous file intact", () => {
@@ -107,3 +170,22 @@ describe("inversion file", () => {
     expect(fs.readFileSync(file).equals(before)).toBe(true);
   });
 });
+
+/** The header nulltext 0.1 wrote (format version 1). */
+function v1Header() {
+  const inv = sample();
+  return {
+    format: "nulltext-inversion",
+    version: 1,
+    prompt: inv.prompt,
+    settings: inv.settings,
+    model: inv.model,
+    imageHash: inv.imageHash,
+    width: 64,
+    height: 64,
+    latentShape: [4, 16, 16],
+    embeddingShape: [77, 8],
+    embeddingCount: 3,
+    created: "2026-11-25T00:00:00.000Z",
+  };
+}

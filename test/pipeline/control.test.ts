@@ -74,7 +74,7 @@ describe("Prompt-to-Prompt control in the graph", () => {
     const empty = await pipe.reconstructLatent({
       ...dog,
       settings: { ...inv.settings, method: "ddim" },
-      embeddings: [],
+      tensors: {},
     });
     expect(maxDiff(edited.subarray(size), empty)).toBeLessThan(1e-4);
     expect(maxDiff(edited.subarray(0, size), await pipe.reconstructLatent(inv))).toBeLessThan(1e-4);

@@ -1,0 +1,116 @@
+/**
+ * The edit and reconstruct jobs: Prompt-to-Prompt edits of a saved inversion (the source's
+ * reconstruction first, then one image per edited prompt) and the plain reconstruction, written as
+ * PNGs with a report.
+ */
+import type { EditPrompt, PromptToPromptOptions } from "../editing/prompt_to_prompt.js";
+import { grid, type RgbImage } from "../image/index.js";
+import type { Inversion } from "../inversion/file.js";
+import { EDIT_NULL_STEPS, type NullTextPipeline } from "../pipeline.js";
+import { editOutputs, writeJsonOutput, writePngOutput } from "./outputs.js";
+import { ProgressClock, type ProgressListener } from "./progress.js";
+
+export interface EditJob {
+  inversion: Inversion;
+  edits: EditPrompt[];
+  /** Prompt-to-Prompt's injection schedules and local blend. */
+  promptToPrompt?: PromptToPromptOptions;
+  /** Fraction of the steps in which the edited prompts use the inversion's ∅ (default EDIT_NULL_STEPS). */
+  nullSteps?: number;
+  guidance?: number;
+  /** The PNG to write (`out-1.png`, ... for several edits) with `out.json`; none: nothing is written. */
+  out?: string;
+  /** Also write the reconstruction | edits grid. */
+  grid?: boolean;
+  signal?: AbortSignal;
+  onProgress?: ProgressListener;
+}
+
+export interface EditReport {
+  command: "edit";
+  source_prompt: string;
+  edits: EditPrompt[];
+  options: PromptToPromptOptions & { null_steps: number; guidance: number };
+  method: string;
+  outputs: string[];
+  unet_evals: number;
+  seconds: number;
+}
+
+export async function editJob(
+  pipe: NullTextPipeline,
+  job: EditJob,
+): Promise<{ source: RgbImage; images: RgbImage[]; report: EditReport }> {
+  const t0 = performance.now();
+  const clock = new ProgressClock("edit", job.onProgress);
+  const nullSteps = job.nullSteps ?? EDIT_NULL_STEPS;
+  const guidance = job.guidance ?? job.inversion.settings.guidance;
+  const [source, ...images] = await pipe.edit(job.inversion, job.edits, {
+    ...job.promptToPrompt,
+    nullSteps,
+    guidance,
+    signal: job.signal,
+    onStep: (s, total) => clock.report("sample", s, total),
+  });
+  const files = job.out ? editOutputs(job.out, images.length) : undefined;
+  const report: EditReport = {
+    command: "edit",
+    source_prompt: job.inversion.prompt,
+    edits: job.edits,
+    options: { ...job.promptToPrompt, null_steps: nullSteps, guidance },
+    method: job.inversion.settings.method,
+    outputs: files?.images ?? [],
+    unet_evals: job.inversion.settings.steps,
+    seconds: (performance.now() - t0) / 1000,
+  };
+  if (files) {
+    for (const [i, path] of files.images.entries()) await writePngOutput(path, images[i] as RgbImage);
+    if (job.grid) await writePngOutput(files.grid, grid([source as RgbImage, ...images], images.length + 1, 2));
+    writeJsonOutput(files.report, report);
+  }
+  return { source: source as RgbImage, images, report };
+}
+
+export interface ReconstructJob {
+  inversion: Inversion;
+  guidance?: number;
+  out?: string;
+  signal?: AbortSignal;
+  onProgress?: ProgressListener;
+}
+
+export async function reconstructJob(pipe: NullTextPipeline, job: ReconstructJob): Promise<{ image: RgbImage }> {
+  const clock = new ProgressClock("reconstruct", job.onProgress);
+  const image = await pipe.reconstruct(job.inversion, {
+    guidance: job.guidance,
+    signal: job.signal,
+    onStep: (s, total) => clock.report("sample", s, total),
+  });
+  if (job.out) await writePngOutput(job.out, image);
+  return { image };
+}
+
+export interface GenerateJob {
+  prompt: string;
+  negativePrompt?: string;
+  seed?: number;
+  steps?: number;
+  guidance?: number;
+  out?: string;
+  signal?: AbortSignal;
+  onProgress?: ProgressListener;
+}
+
+export async function generateJob(pipe: NullTextPipeline, job: GenerateJob): Promise<{ image: RgbImage }> {
+  const clock = new ProgressClock("generate", job.onProgress);
+  const image = await pipe.generate(job.prompt, {
+    seed: job.seed,
+    steps: job.steps,
+    guidance: job.guidance,
+    negativePrompt: job.negativePrompt,
+    signal: job.signal,
+    onStep: (s, total) => clock.report("sample", s, total),
+  });
+  if (job.out) await writePngOutput(job.out, image);
+  return { image };
+}
