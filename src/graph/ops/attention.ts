@@ -19,7 +19,7 @@ import { DTYPES, type DType, numel } from "../dtype.js";
 import { attr, type Emit } from "../emit.js";
 import type { AttributeValue, NodeProtoSpec, ValueInfoSpec } from "../onnx_proto.js";
 import { apply, type OpDef, type Tensor } from "../tensor.js";
-import { broadcastShapes, unbroadcast } from "./elementwise.js";
+import { broadcastShapes, unbroadcast } from "./broadcast.js";
 import { reshape, split } from "./shape.js";
 
 interface Dims {

@@ -2,37 +2,11 @@
 import { type DType, isFloating } from "../dtype.js";
 import { attr } from "../emit.js";
 import { apply, type OpDef, scalar, type Tensor } from "../tensor.js";
-import { reduceSum } from "./reduce.js";
-import { expand, reshape } from "./shape.js";
+import { broadcastShapes, expand, unbroadcast } from "./broadcast.js";
+
+export { broadcastShapes, unbroadcast } from "./broadcast.js";
 
 export type Operand = Tensor | number;
-
-/** NumPy broadcasting of two shapes, or an error naming both. */
-export function broadcastShapes(a: readonly number[], b: readonly number[], op: string): number[] {
-  const rank = Math.max(a.length, b.length);
-  const out: number[] = [];
-  for (let i = 0; i < rank; i++) {
-    const da = a[a.length - rank + i] ?? 1;
-    const db = b[b.length - rank + i] ?? 1;
-    if (da !== db && da !== 1 && db !== 1) {
-      throw new Error(`${op}: shapes [${a.join(", ")}] and [${b.join(", ")}] do not broadcast`);
-    }
-    out.push(da === 1 ? db : da);
-  }
-  return out;
-}
-
-/** Sums a broadcast cotangent back down to `shape` (the rule every broadcasting op's gradient needs). */
-export function unbroadcast(g: Tensor, shape: readonly number[]): Tensor {
-  if (g.shape.length === shape.length && g.shape.every((d, i) => d === shape[i])) return g;
-  const lead = g.rank - shape.length;
-  const axes: number[] = [];
-  for (let i = 0; i < g.rank; i++) {
-    if (i < lead || (shape[i - lead] === 1 && g.shape[i] !== 1)) axes.push(i);
-  }
-  const summed = axes.length ? reduceSum(g, axes, true) : g;
-  return reshape(summed, shape);
-}
 
 function sameDtype(inputs: readonly Tensor[], op: string): DType {
   const dtype = (inputs[0] as Tensor).dtype;

@@ -1,19 +1,12 @@
 /** Ops that move data without arithmetic: Reshape, Transpose, Concat, Slice, Gather, Expand, Pad, nearest upsampling. */
-import { numel } from "../dtype.js";
 import { attr } from "../emit.js";
 import { apply, type OpDef, type Tensor } from "../tensor.js";
-import { broadcastShapes, unbroadcast } from "./elementwise.js";
-import { normAxes, reduceSum } from "./reduce.js";
+import { normAxes, reduceSum, reshape } from "./broadcast.js";
+
+export { Expand, expand, Reshape, reshape } from "./broadcast.js";
 
 const x0 = (t: Tensor) => t.inputs[0] as Tensor;
 const same = (t: Tensor) => ({ shape: [...t.shape], dtype: t.dtype });
-
-export const Reshape: OpDef = {
-  name: "Reshape",
-  shape: ([x], attrs) => ({ shape: [...(attrs.shape as number[])], dtype: (x as Tensor).dtype }),
-  emit: (e, t) => e.node("Reshape", [e.inputs[0] as string, e.ints(t.shape)], {}, e.output),
-  grad: (t, g, needs) => [needs[0] ? reshape(g, x0(t).shape) : null],
-};
 
 export const Transpose: OpDef = {
   name: "Transpose",
@@ -139,21 +132,6 @@ export const ScatterAddRows: OpDef = {
   grad: (t, g, needs) => [needs[0] ? gather(g, t.inputs[1] as Tensor, 0) : null, null],
 };
 
-export const Expand: OpDef = {
-  name: "Expand",
-  shape: ([x], attrs) => {
-    const t = x as Tensor;
-    const target = attrs.shape as number[];
-    const shape = broadcastShapes(t.shape, target, "Expand");
-    if (shape.length !== target.length || shape.some((d, i) => d !== target[i])) {
-      throw new Error(`Expand: cannot expand ${t} to [${target.join(", ")}]`);
-    }
-    return { shape, dtype: t.dtype };
-  },
-  emit: (e, t) => e.node("Expand", [e.inputs[0] as string, e.ints(t.shape)], {}, e.output),
-  grad: (t, g, needs) => [needs[0] ? unbroadcast(g, x0(t).shape) : null],
-};
-
 /** Constant padding; `pads` is [begin_0, ..., begin_n, end_0, ..., end_n] as in ONNX, all ≥ 0. */
 export const Pad: OpDef = {
   name: "Pad",
@@ -232,20 +210,6 @@ export const Identity: OpDef = {
 // ---- the functions model code calls ----
 
 /** Reshape to a static shape; one entry may be -1 (inferred). */
-export function reshape(x: Tensor, shape: readonly number[]): Tensor {
-  const target = [...shape];
-  const unknown = target.indexOf(-1);
-  if (unknown >= 0) {
-    const known = target.reduce((n, d, i) => (i === unknown ? n : n * d), 1);
-    target[unknown] = known === 0 ? 0 : x.size / known;
-  }
-  if (numel(target) !== x.size || target.some((d) => !Number.isInteger(d) || d < 0)) {
-    throw new Error(`reshape: cannot reshape ${x} to [${shape.join(", ")}]`);
-  }
-  if (target.length === x.rank && target.every((d, i) => d === x.shape[i])) return x;
-  return apply(Reshape, [x], { shape: target });
-}
-
 export function transpose(x: Tensor, perm: readonly number[]): Tensor {
   const normalized = perm.map((a) => (a < 0 ? a + x.rank : a));
   const isPermutation = perm.length === x.rank && normalized.every((a, i) => normalized.indexOf(i) >= 0 && a < x.rank);
@@ -333,11 +297,6 @@ export function squeeze(x: Tensor, axes: readonly number[]): Tensor {
     x,
     x.shape.filter((_, i) => !ax.includes(i)),
   );
-}
-
-export function expand(x: Tensor, shape: readonly number[]): Tensor {
-  if (x.rank === shape.length && x.shape.every((d, i) => d === shape[i])) return x;
-  return apply(Expand, [x], { shape: [...shape] });
 }
 
 export function pad(x: Tensor, pads: readonly number[], value = 0): Tensor {
