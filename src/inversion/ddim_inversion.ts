@@ -4,7 +4,9 @@
  * prediction. With guidance w = 1 this is the pivot of null-text inversion (Mokady et al. 2023,
  * §3.1: "we perform DDIM inversion with w = 1"); the paper's baseline with w = 7.5 uses the guided ε.
  */
+
 import { type DDIMSchedule, ddimInvertStep } from "../schedulers/ddim.js";
+import { guidedNoise } from "../schedulers/guidance.js";
 import type { GuidedStep } from "./guided_step.js";
 import { throwIfAborted } from "./method.js";
 
@@ -37,7 +39,7 @@ export async function ddimInversion(
     let eps = await step.eps(z, t, cond);
     if (w !== 1) {
       const epsU = await step.eps(z, t, o.uncond as Float32Array);
-      eps = eps.map((c, k) => (epsU[k] as number) + w * (c - (epsU[k] as number)));
+      eps = guidedNoise(epsU, eps, w);
     }
     z = ddimInvertStep(schedule, eps, t, z).nextSample;
     trajectory.push(z);

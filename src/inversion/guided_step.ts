@@ -2,12 +2,13 @@
  * The one compiled UNet graph that inversion needs, for a batch of one latent:
  *
  *   ε = unet(z_t, t, c)
- *   when asked (gated): z_prev = s·z_t + m·(α·ε + β·ε_fixed),  loss = mean((z_prev − z_target)²),  ∂loss/∂c
+ *   when asked (gated): ε̃ = ε_u + w·(ε_c − ε_u),  z_prev = s·z_t + m·ε̃,
+ *                       loss = mean((z_prev − z_target)²),  ∂loss/∂c
  *
- * With α = 1 − w, β = w and ε_fixed = ε(z_t, t, prompt) this is null-text inversion's inner step
- * (Mokady et al. 2023, Algorithm 1, line 7: the guided DDIM step with the null embedding c = ∅ as
- * the variable); with α = w, β = 1 − w and ε_fixed = ε(z_t, t, ∅) the prompt embedding is the
- * variable instead (the paper's textual-inversion ablation). The DDIM step enters through its two
+ * With ε_u = ε (c = ∅, the variable) and ε_c = ε_fixed = ε(z_t, t, prompt) this is null-text
+ * inversion's inner step (Mokady et al. 2023, Algorithm 1, line 7: the guided DDIM step with the null
+ * embedding as the variable); with ε_u = ε_fixed = ε(z_t, t, ∅) and ε_c = ε the prompt embedding is
+ * the variable instead (the paper's textual-inversion ablation). The guidance is schedulers/guidance.ts's. The DDIM step enters through its two
  * coefficients (s, m), so one graph serves every timestep, and the forward alone (DDIM inversion,
  * the conditional noise, the final guided step) runs in the same session without the backward.
  */
@@ -20,6 +21,7 @@ import {
   type SessionOptions,
   unetCompileOptions,
 } from "../runtime/session.js";
+import { guidedNoiseGraph } from "../schedulers/guidance.js";
 
 export interface GuidedStepInputs {
   latent: Float32Array;
@@ -29,9 +31,10 @@ export interface GuidedStepInputs {
   /** ε computed with the other embedding, held fixed. */
   fixedEps: Float32Array;
   target: Float32Array;
-  /** Mixing weights of the variable and fixed ε in the guided ε. */
-  alpha: number;
-  beta: number;
+  /** The guidance scale w. */
+  guidance: number;
+  /** Whether the variable embedding is the null one (ε_u) or the prompt's (ε_c). */
+  variableIsNull: boolean;
   /** DDIM step coefficients: z_prev = sampleCoef·z + epsCoef·ε_guided. */
   sampleCoef: number;
   epsCoef: number;
@@ -59,11 +62,18 @@ export class GuidedStep {
     const context = G.input("context", contextShape);
     const fixedEps = G.input("fixed_eps", latentShape);
     const target = G.input("target", latentShape);
-    const [alpha, beta, sampleCoef, epsCoef] = ["alpha", "beta", "sample_coef", "eps_coef"].map((n) =>
-      G.input(n, []),
-    ) as [G.Tensor, G.Tensor, G.Tensor, G.Tensor];
+    const [guidance, sampleCoef, epsCoef] = ["guidance", "sample_coef", "eps_coef"].map((n) => G.input(n, [])) as [
+      G.Tensor,
+      G.Tensor,
+      G.Tensor,
+    ];
+    const variableIsNull = G.input("variable_is_null", [], "bool");
     const eps = unet.forward(latent, timestep, context);
-    const guided = G.add(G.mul(alpha, eps), G.mul(beta, fixedEps));
+    const guided = guidedNoiseGraph(
+      G.where(variableIsNull, eps, fixedEps),
+      G.where(variableIsNull, fixedEps, eps),
+      guidance,
+    );
     const prev = G.add(G.mul(sampleCoef, latent), G.mul(epsCoef, guided));
     const diff = G.sub(prev, target);
     const loss = G.reduceMean(G.mul(diff, diff));
@@ -72,7 +82,7 @@ export class GuidedStep {
       { eps },
       {
         name: "guided_step",
-        inputs: [latent, timestep, context, fixedEps, target, alpha, beta, sampleCoef, epsCoef],
+        inputs: [latent, timestep, context, fixedEps, target, guidance, variableIsNull, sampleCoef, epsCoef],
         gated: { when: "with_grad", outputs: { loss, grad: grad as G.Tensor, prev } },
         ...unetCompileOptions(options),
       },
@@ -101,8 +111,8 @@ export class GuidedStep {
       context: i.context,
       fixed_eps: i.fixedEps ?? zeros,
       target: i.target ?? zeros,
-      alpha: scalar(i.alpha),
-      beta: scalar(i.beta),
+      guidance: scalar(i.guidance),
+      variable_is_null: { data: Uint8Array.of(i.variableIsNull === false ? 0 : 1), shape: [], dtype: "bool" as const },
       sample_coef: scalar(i.sampleCoef),
       eps_coef: scalar(i.epsCoef),
       with_grad: { data: Uint8Array.of(withGrad ? 1 : 0), shape: [], dtype: "bool" as const },

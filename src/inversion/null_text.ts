@@ -11,6 +11,7 @@
  */
 import { Adam } from "../optim/adam.js";
 import { type DDIMSchedule, ddimStep, ddimStepCoefficients } from "../schedulers/ddim.js";
+import { guidedNoise } from "../schedulers/guidance.js";
 import type { GuidedStep } from "./guided_step.js";
 import { throwIfAborted } from "./method.js";
 
@@ -111,8 +112,8 @@ export async function nullTextOptimization(
         context: variable,
         fixedEps: fixed,
         target,
-        alpha: optimiseCond ? w : 1 - w,
-        beta: optimiseCond ? 1 - w : w,
+        guidance: w,
+        variableIsNull: !optimiseCond,
         sampleCoef: coef.sample,
         epsCoef: coef.modelOutput,
       });
@@ -131,21 +132,13 @@ export async function nullTextOptimization(
     // z̄_{t−1}: the guided step with the final embedding.
     const epsVar = await step.eps(s.latent, t, variable);
     s.unetEvals++;
-    const guided = optimiseCond ? mix(fixed, epsVar, w) : mix(epsVar, fixed, w);
+    const guided = optimiseCond ? guidedNoise(fixed, epsVar, w) : guidedNoise(epsVar, fixed, w);
     s.latent = ddimStep(schedule, guided, t, s.latent).prevSample;
     s.completed = i + 1;
     hooks.onProgress?.({ step: i + 1, total: T, iterations, loss });
     await hooks.onTimestep?.(s);
   }
   return s;
-}
-
-/** ε_u + w·(ε_c − ε_u) */
-export function mix(epsUncond: Float32Array, epsCond: Float32Array, w: number): Float32Array {
-  const out = new Float32Array(epsUncond.length);
-  for (let k = 0; k < out.length; k++)
-    out[k] = (epsUncond[k] as number) + w * ((epsCond[k] as number) - (epsUncond[k] as number));
-  return out;
 }
 
 /**
@@ -188,8 +181,8 @@ async function globalNullText(
         context: variable,
         fixedEps: fixed,
         target: pivots[T - i - 1] as Float32Array,
-        alpha: 1 - p.w,
-        beta: p.w,
+        guidance: p.w,
+        variableIsNull: true,
         sampleCoef: coef.sample,
         epsCoef: coef.modelOutput,
       });

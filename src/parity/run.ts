@@ -300,8 +300,8 @@ class Checkers {
         context: uncond,
         fixedEps: condEps,
         target: this.ref("nulltext.latent_prev"),
-        alpha: 1 - w,
-        beta: w,
+        guidance: w,
+        variableIsNull: true,
         sampleCoef: coef.sample,
         epsCoef: coef.modelOutput,
       });
