@@ -17,7 +17,13 @@ export { sample } from "./editing/sample.js";
 export * as graph from "./graph/index.js";
 export * from "./image/index.js";
 export { ddimInversion } from "./inversion/ddim_inversion.js";
-export { type Inversion, readInversion, writeInversion } from "./inversion/file.js";
+export {
+  decodeInversion,
+  encodeInversion,
+  type Inversion,
+  readInversion,
+  writeInversion,
+} from "./inversion/file.js";
 export { GuidedStep } from "./inversion/guided_step.js";
 export type {
   InversionMethodModule,

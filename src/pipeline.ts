@@ -129,11 +129,13 @@ export class NullTextPipeline {
     return [this.model.textEncoder.config.max_position_embeddings, this.model.unet.crossAttentionDim];
   }
 
+  /** The session (or compiled step) of `key`, made once; a failed creation is forgotten, so a later call tries again. */
   private cached<T>(key: string, make: () => Promise<T>): Promise<T> {
     let s = this.sessions.get(key) as Promise<T> | undefined;
     if (!s) {
       s = make();
       this.sessions.set(key, s);
+      s.catch(() => this.sessions.delete(key));
     }
     return s;
   }
@@ -439,12 +441,19 @@ export class NullTextPipeline {
     return (await this.decodeLatents(latents))[0] as RgbImage;
   }
 
+  /** Releases every session; safe to call more than once and after failed calls. */
   async release(): Promise<void> {
-    for (const s of this.sessions.values()) {
-      const session = (await s) as { release(): Promise<void> };
-      await session.release();
-    }
+    const sessions = [...this.sessions.values()] as Promise<{ release(): Promise<void> }>[];
     this.sessions.clear();
+    // A session whose creation failed has nothing to release; its error went to the call that needed it.
+    await Promise.all(
+      sessions.map((s) =>
+        s.then(
+          (session) => session.release(),
+          () => undefined,
+        ),
+      ),
+    );
   }
 }
 

@@ -10,7 +10,7 @@
  * stored the optimised embeddings as `embeddings` [n, L, D]: read as the method's `embeddings`.
  */
 import { float32ArrayToHalf } from "../graph/index.js";
-import { SafetensorsFile, type SafetensorsTensor, writeSafetensors } from "../models/safetensors.js";
+import { encodeSafetensors, SafetensorsFile, type SafetensorsTensor, writeSafetensors } from "../models/safetensors.js";
 import type { InversionSettings, StoredTensor } from "./method.js";
 import { getMethod } from "./registry.js";
 
@@ -60,7 +60,22 @@ interface Header {
 
 const METHOD_PREFIX = "method.";
 
+/** Writes the inversion file atomically (a temporary file renamed over `path`). */
 export function writeInversion(path: string, inv: Inversion, options: { float16?: boolean } = {}): void {
+  const { tensors, metadata } = layout(inv, options);
+  writeSafetensors(path, tensors, metadata);
+}
+
+/** The inversion file's bytes (for a download, an upload or a browser's storage). */
+export function encodeInversion(inv: Inversion, options: { float16?: boolean } = {}): Uint8Array {
+  const { tensors, metadata } = layout(inv, options);
+  return encodeSafetensors(tensors, metadata, "inversion");
+}
+
+function layout(
+  inv: Inversion,
+  options: { float16?: boolean },
+): { tensors: Record<string, SafetensorsTensor>; metadata: Record<string, string> } {
   const tensors: Record<string, SafetensorsTensor> = {
     z_T: { dtype: "F32", shape: inv.latentShape, data: inv.zT },
   };
@@ -84,12 +99,21 @@ export function writeInversion(path: string, inv: Inversion, options: { float16?
     stats: inv.stats,
     created: new Date().toISOString(),
   };
-  writeSafetensors(path, tensors, { nulltext: JSON.stringify(header) });
+  return { tensors, metadata: { nulltext: JSON.stringify(header) } };
 }
 
 /** Reads an inversion; `expectModel` (a fingerprint) makes a file from another model an error. */
 export function readInversion(path: string, expectModel?: string): Inversion {
-  const st = SafetensorsFile.open(path);
+  return fromSafetensors(SafetensorsFile.open(path), expectModel);
+}
+
+/** An inversion file's bytes (`name` is used in messages); see readInversion. */
+export function decodeInversion(bytes: Uint8Array, name = "inversion", expectModel?: string): Inversion {
+  return fromSafetensors(SafetensorsFile.fromBytes(bytes, name), expectModel);
+}
+
+function fromSafetensors(st: SafetensorsFile, expectModel: string | undefined): Inversion {
+  const path = st.path;
   try {
     const h = parseHeader(path, st.metadata.nulltext);
     if (expectModel && h.model !== expectModel) {

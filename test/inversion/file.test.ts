@@ -3,7 +3,13 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { type Inversion, readInversion, writeInversion } from "../../src/inversion/file.js";
+import {
+  decodeInversion,
+  encodeInversion,
+  type Inversion,
+  readInversion,
+  writeInversion,
+} from "../../src/inversion/file.js";
 import { stack, unstack } from "../../src/inversion/method.js";
 import { writeSafetensors } from "../../src/models/safetensors.js";
 
@@ -53,6 +59,22 @@ describe("inversion file", () => {
     expect(back.tensors.embeddings?.shape).toEqual([3, 77, 8]);
     expect(Array.from(back.tensors.embeddings?.data ?? [])).toEqual(Array.from(inv.tensors.embeddings?.data ?? [1]));
     expect(back.stats).toEqual({ psnr: 31.5 });
+  });
+
+  it("round-trips through bytes in memory, equal to the file's bytes but for the creation time", () => {
+    const file = tmp();
+    const inv = sample();
+    writeInversion(file, inv);
+    const bytes = encodeInversion(inv);
+    expect(bytes.length).toBe(fs.statSync(file).size);
+    const back = decodeInversion(bytes, "upload.nti", "abc123");
+    expect(back.settings).toEqual(inv.settings);
+    expect(Array.from(back.zT)).toEqual(Array.from(inv.zT));
+    expect(Array.from(back.tensors.embeddings?.data ?? [])).toEqual(Array.from(inv.tensors.embeddings?.data ?? [1]));
+    expect(() => decodeInversion(bytes.subarray(0, 100), "upload.nti")).toThrow(/upload\.nti/);
+    expect(() => decodeInversion(bytes, "upload.nti", "other")).toThrow(
+      /upload\.nti: this inversion was made with another model/,
+    );
   });
 
   it("stores embeddings as float16 on request (half the size, values within half precision)", () => {
