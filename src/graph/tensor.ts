@@ -8,26 +8,28 @@ import { type AnyTypedArray, DTYPES, type DType, numel, scalarArray } from "./dt
 import type { Emit } from "./emit.js";
 
 export type AttrValue = number | string | boolean | readonly number[] | undefined;
+/** An op's attributes; each op declares its own as a type (`type SliceAttrs = { starts: ... }`). */
 export type Attrs = Readonly<Record<string, AttrValue>>;
 
 /**
  * One op: its shape rule, its ONNX emission and its gradient rule, side by side
  * (as tfjs-core registers `{kernelName, gradFunc}` and micrograd keeps `_backward` beside the forward).
+ * `A` is the op's attribute type: `apply` checks it, and each rule reads `t.attrs` as an `A`.
  */
-export interface OpDef {
+export interface OpDef<A extends Attrs = Attrs> {
   readonly name: string;
   /** Output shape and dtype; throws a message naming the op and the offending shapes. */
-  shape(inputs: readonly Tensor[], attrs: Attrs): { shape: number[]; dtype: DType };
+  shape(inputs: readonly Tensor[], attrs: A): { shape: number[]; dtype: DType };
   /** Emits the ONNX node(s) that compute this op's output. */
-  emit(e: Emit, t: Tensor): void;
+  emit(e: Emit, t: Tensor<A>): void;
   /**
    * Cotangents of the inputs given the output's cotangent `g`, built from the same ops.
    * `needs[i]` says whether input i's gradient is wanted; return null where it is not, or where
    * the input is not differentiable (indices, masks).
    */
-  grad?(t: Tensor, g: Tensor, needs: readonly boolean[]): (Tensor | null)[];
+  grad?(t: Tensor<A>, g: Tensor, needs: readonly boolean[]): (Tensor | null)[];
   /** Floating-point operations of one evaluation (multiply-add = 2). */
-  flops?(t: Tensor): number;
+  flops?(t: Tensor<A>): number;
 }
 
 /** Where a weight's values live: in memory, or in a byte range of a file (e.g. a safetensors checkpoint). */
@@ -57,14 +59,15 @@ export function currentScope(): string {
   return scopeStack.join(".");
 }
 
-export class Tensor {
+/** `A` is the attribute type of the op that made it (the rules of that op see it typed). */
+export class Tensor<A extends Attrs = Attrs> {
   readonly id = nextId++;
   readonly scope = currentScope();
 
   constructor(
-    readonly op: OpDef | null,
+    readonly op: OpDef<A> | null,
     readonly inputs: readonly Tensor[],
-    readonly attrs: Attrs,
+    readonly attrs: A,
     readonly shape: readonly number[],
     readonly dtype: DType,
     readonly leaf?: Leaf,
@@ -88,8 +91,17 @@ export class Tensor {
   }
 }
 
-/** Applies an op: checks shapes, records the node. */
-export function apply(op: OpDef, inputs: readonly Tensor[], attrs: Attrs = {}): Tensor {
+/**
+ * Applies an op: checks shapes, records the node. The attributes may be left out only where every
+ * one of them is optional.
+ */
+export function apply<A extends Attrs>(
+  op: OpDef<A>,
+  inputs: readonly Tensor[],
+  ...attributes: Record<string, never> extends A ? [attrs?: A] : [attrs: A]
+): Tensor {
+  // Left out only when `{}` is a valid A (the conditional type above).
+  const attrs = (attributes[0] ?? {}) as A;
   const { shape, dtype } = op.shape(inputs, attrs);
   for (const d of shape) {
     if (!Number.isInteger(d) || d < 0) {

@@ -53,12 +53,15 @@ function dims(q: Tensor, kt: Tensor, v: Tensor, rowsAttr: number | undefined, op
   return { batch, nq, nk, d, dv: v.shape[v.rank - 1] as number, rows };
 }
 
+/** The scores' scale, and the query rows per block (default all of them). */
+type AttentionAttrs = { scale: number; rows?: number };
+
 /** Inputs: q [.., Nq, d], kᵀ [.., d, Nk], v [.., Nk, dv], optional additive mask [.., Nq or 1, Nk]; attrs scale, rows. */
-export const AttentionCore: OpDef = {
+export const AttentionCore: OpDef<AttentionAttrs> = {
   name: "AttentionCore",
   shape: (inputs, attrs) => {
     const [q, kt, v, mask] = inputs as [Tensor, Tensor, Tensor, Tensor | undefined];
-    const { batch, nq, dv } = dims(q, kt, v, attrs.rows as number | undefined, "AttentionCore");
+    const { batch, nq, dv } = dims(q, kt, v, attrs.rows, "AttentionCore");
     if (mask && mask.rank < 2) throw new Error(`AttentionCore: the mask ${mask} must be at least [Nq, Nk]`);
     if (mask) broadcastShapes(mask.shape, [...batch, nq, kt.shape[kt.rank - 1] as number], "AttentionCore mask");
     return { shape: [...batch, nq, dv], dtype: q.dtype };
@@ -66,8 +69,8 @@ export const AttentionCore: OpDef = {
   emit: (e, t) => {
     const [q, kt, v, mask] = e.inputs as [string, string, string, string | undefined];
     const [qT, ktT, vT, maskT] = t.inputs as [Tensor, Tensor, Tensor, Tensor | undefined];
-    const dm = dims(qT, ktT, vT, t.attrs.rows as number | undefined, "AttentionCore");
-    const scale = t.attrs.scale as number;
+    const dm = dims(qT, ktT, vT, t.attrs.rows, "AttentionCore");
+    const scale = t.attrs.scale;
     const [blocks] = rowLoop(e, t.dtype, dm, [], [[...dm.batch, dm.rows, dm.dv]], (b) => {
       const qs = b.node("Mul", [b.rowsOf(q, qT.rank), e.scalar(scale, t.dtype)]);
       let s = b.node("MatMul", [qs, kt]);
@@ -79,7 +82,7 @@ export const AttentionCore: OpDef = {
   },
   grad: (t, g, needs) => {
     const [q, kt, v, mask] = t.inputs as [Tensor, Tensor, Tensor, Tensor | undefined];
-    const dm = dims(q, kt, v, t.attrs.rows as number | undefined, "AttentionCore");
+    const dm = dims(q, kt, v, t.attrs.rows, "AttentionCore");
     const packed = apply(AttentionCoreGrad, [q, kt, v, g, t, ...(mask ? [mask] : [])], t.attrs);
     const n = numel(dm.batch);
     const [dq, dkt, dv] = split(packed, [q.size, n * dm.d * dm.nk, n * dm.nk * dm.dv], 0) as [Tensor, Tensor, Tensor];
@@ -92,7 +95,7 @@ export const AttentionCore: OpDef = {
   },
   flops: (t) => {
     const [q, kt, v] = t.inputs as [Tensor, Tensor, Tensor];
-    const { batch, nq, nk, d, dv } = dims(q, kt, v, t.attrs.rows as number | undefined, "AttentionCore");
+    const { batch, nq, nk, d, dv } = dims(q, kt, v, t.attrs.rows, "AttentionCore");
     return numel(batch) * (nq * d + 2 * nq * nk * d + 5 * nq * nk + 2 * nq * nk * dv);
   },
 };
@@ -102,18 +105,18 @@ export const AttentionCore: OpDef = {
  * and dv over the full batch shape (AttentionCore's rule reduces broadcast axes). Inputs: q, kᵀ, v,
  * the output's cotangent dO, the output O, optional mask.
  */
-const AttentionCoreGrad: OpDef = {
+const AttentionCoreGrad: OpDef<AttentionAttrs> = {
   name: "AttentionCoreGrad",
   shape: (inputs, attrs) => {
     const [q, kt, v] = inputs as [Tensor, Tensor, Tensor];
-    const { batch, nk, d, dv } = dims(q, kt, v, attrs.rows as number | undefined, "AttentionCoreGrad");
+    const { batch, nk, d, dv } = dims(q, kt, v, attrs.rows, "AttentionCoreGrad");
     return { shape: [q.size + numel(batch) * nk * (d + dv)], dtype: q.dtype };
   },
   emit: (e, t) => {
     const [q, kt, v, dO, o, mask] = e.inputs as [string, string, string, string, string, string | undefined];
     const [qT, ktT, vT, , , maskT] = t.inputs as [Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | undefined];
-    const dm = dims(qT, ktT, vT, t.attrs.rows as number | undefined, "AttentionCoreGrad");
-    const scale = t.attrs.scale as number;
+    const dm = dims(qT, ktT, vT, t.attrs.rows, "AttentionCoreGrad");
+    const scale = t.attrs.scale;
     const rank = qT.rank;
     const swap = (x: string, r: number) => e.node("Transpose", [x], { perm: attr.ints(swapPerm(r)) });
     const k = swap(kt, ktT.rank); // [.., Nk, d]
@@ -154,7 +157,7 @@ const AttentionCoreGrad: OpDef = {
   },
   flops: (t) => {
     const [q, kt, v] = t.inputs as [Tensor, Tensor, Tensor];
-    const { batch, nq, nk, d, dv } = dims(q, kt, v, t.attrs.rows as number | undefined, "AttentionCoreGrad");
+    const { batch, nq, nk, d, dv } = dims(q, kt, v, t.attrs.rows, "AttentionCoreGrad");
     // Recomputed scores and softmax, dvᵀ, dP, dS, dq, dkᵀ.
     return numel(batch) * (nq * d + 2 * nq * nk * d + 5 * nq * nk + 4 * nq * nk * dv + 2 * nq * nk + 4 * nq * nk * d);
   },

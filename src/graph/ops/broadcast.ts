@@ -57,18 +57,20 @@ export function reducedShape(shape: readonly number[], axes: readonly number[], 
   return out;
 }
 
-export function reduceOp(name: string, grad: OpDef["grad"]): OpDef {
+/** A reduction's attributes: normalised, sorted axes. */
+export type ReduceAttrs = { axes: readonly number[]; keepdims: boolean };
+
+export function reduceOp(name: string, grad: OpDef<ReduceAttrs>["grad"]): OpDef<ReduceAttrs> {
   return {
     name,
     shape: ([x], attrs) => {
       const t = x as Tensor;
-      const axes = attrs.axes as number[];
-      return { shape: reducedShape(t.shape, axes, attrs.keepdims as boolean), dtype: t.dtype };
+      return { shape: reducedShape(t.shape, attrs.axes, attrs.keepdims), dtype: t.dtype };
     },
     emit: (e, t) =>
       e.node(
         name,
-        [e.inputs[0] as string, e.ints(t.attrs.axes as number[])],
+        [e.inputs[0] as string, e.ints(t.attrs.axes)],
         { keepdims: attr.int(t.attrs.keepdims ? 1 : 0) },
         e.output,
       ),
@@ -78,26 +80,29 @@ export function reduceOp(name: string, grad: OpDef["grad"]): OpDef {
 }
 
 /** The cotangent of a reduction, reshaped with kept dims and broadcast back to the input shape. */
-export function spread(t: Tensor, g: Tensor): Tensor {
+export function spread(t: Tensor<ReduceAttrs>, g: Tensor): Tensor {
   const x = t.inputs[0] as Tensor;
-  const kept = reducedShape(x.shape, t.attrs.axes as number[], true);
+  const kept = reducedShape(x.shape, t.attrs.axes, true);
   return expand(reshape(g, kept), x.shape);
 }
 
-export const ReduceSum: OpDef = reduceOp("ReduceSum", (t, g, needs) => [needs[0] ? spread(t, g) : null]);
+export const ReduceSum: OpDef<ReduceAttrs> = reduceOp("ReduceSum", (t, g, needs) => [needs[0] ? spread(t, g) : null]);
 
-export const Reshape: OpDef = {
+/** The target shape of Reshape and Expand. */
+export type ShapeAttrs = { shape: readonly number[] };
+
+export const Reshape: OpDef<ShapeAttrs> = {
   name: "Reshape",
-  shape: ([x], attrs) => ({ shape: [...(attrs.shape as number[])], dtype: (x as Tensor).dtype }),
+  shape: ([x], attrs) => ({ shape: [...attrs.shape], dtype: (x as Tensor).dtype }),
   emit: (e, t) => e.node("Reshape", [e.inputs[0] as string, e.ints(t.shape)], {}, e.output),
   grad: (t, g, needs) => [needs[0] ? reshape(g, x0(t).shape) : null],
 };
 
-export const Expand: OpDef = {
+export const Expand: OpDef<ShapeAttrs> = {
   name: "Expand",
   shape: ([x], attrs) => {
     const t = x as Tensor;
-    const target = attrs.shape as number[];
+    const target = attrs.shape;
     const shape = broadcastShapes(t.shape, target, "Expand");
     if (shape.length !== target.length || shape.some((d, i) => d !== target[i])) {
       throw new Error(`Expand: cannot expand ${t} to [${target.join(", ")}]`);
@@ -108,7 +113,12 @@ export const Expand: OpDef = {
   grad: (t, g, needs) => [needs[0] ? unbroadcast(g, x0(t).shape) : null],
 };
 
-export function reduce(op: OpDef, x: Tensor, axes: readonly number[] | undefined, keepdims: boolean): Tensor {
+export function reduce(
+  op: OpDef<ReduceAttrs>,
+  x: Tensor,
+  axes: readonly number[] | undefined,
+  keepdims: boolean,
+): Tensor {
   const all = axes ?? x.shape.map((_, i) => i);
   return apply(op, [x], { axes: normAxes(all, x.rank, op.name), keepdims });
 }
@@ -116,6 +126,7 @@ export function reduce(op: OpDef, x: Tensor, axes: readonly number[] | undefined
 export const reduceSum = (x: Tensor, axes?: readonly number[], keepdims = false): Tensor =>
   reduce(ReduceSum, x, axes, keepdims);
 
+/** Reshape to a static shape; one entry may be -1 (inferred). */
 export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   const target = [...shape];
   const unknown = target.indexOf(-1);

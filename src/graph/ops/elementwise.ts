@@ -129,12 +129,11 @@ export const Not: OpDef = {
 };
 
 /** Clip to [min, max] (either bound may be omitted); the cotangent passes where the input was inside. */
-export const Clip: OpDef = {
+export const Clip: OpDef<{ min?: number; max?: number }> = {
   name: "Clip",
   shape: ([x]) => ({ shape: [...(x as Tensor).shape], dtype: (x as Tensor).dtype }),
   emit: (e, t) => {
-    const min = t.attrs.min as number | undefined;
-    const max = t.attrs.max as number | undefined;
+    const { min, max } = t.attrs;
     const ins = [e.inputs[0] as string, min === undefined ? "" : e.scalar(min, t.dtype)];
     if (max !== undefined) ins.push(e.scalar(max, t.dtype));
     e.node("Clip", ins, {}, e.output);
@@ -142,8 +141,7 @@ export const Clip: OpDef = {
   grad: (t, g, needs) => {
     if (!needs[0]) return [null];
     const x = x0(t);
-    const min = t.attrs.min as number | undefined;
-    const max = t.attrs.max as number | undefined;
+    const { min, max } = t.attrs;
     let inside: Tensor | null = null;
     if (min !== undefined) inside = not(less(x, min));
     if (max !== undefined) {
@@ -175,9 +173,9 @@ export const Where: OpDef = {
   flops: (t) => t.size,
 };
 
-export const Cast: OpDef = {
+export const Cast: OpDef<{ to: DType }> = {
   name: "Cast",
-  shape: ([x], attrs) => ({ shape: [...(x as Tensor).shape], dtype: attrs.to as DType }),
+  shape: ([x], attrs) => ({ shape: [...(x as Tensor).shape], dtype: attrs.to }),
   emit: (e, t) => {
     const codes: Record<DType, number> = { float32: 1, float64: 11, float16: 10, int64: 7, int32: 6, bool: 9 };
     e.node("Cast", e.inputs, { to: attr.int(codes[t.dtype]) }, e.output);

@@ -43,7 +43,9 @@ export const MatMul: OpDef = {
 };
 
 /** Y = alpha·op(A)·op(B) + beta·C for 2-D A and B (C broadcast). */
-export const Gemm: OpDef = {
+type GemmAttrs = { transA: boolean; transB: boolean; alpha: number; beta: number };
+
+export const Gemm: OpDef<GemmAttrs> = {
   name: "Gemm",
   shape: (inputs, attrs) => {
     const [a, b, c] = inputs as [Tensor, Tensor, Tensor | undefined];
@@ -51,7 +53,7 @@ export const Gemm: OpDef = {
     const [m, ka] = attrs.transA ? [a.shape[1], a.shape[0]] : [a.shape[0], a.shape[1]];
     const [kb, n] = attrs.transB ? [b.shape[1], b.shape[0]] : [b.shape[0], b.shape[1]];
     if (ka !== kb || a.dtype !== b.dtype)
-      throw new Error(`Gemm: cannot multiply ${a} by ${b} (transA=${!!attrs.transA}, transB=${!!attrs.transB})`);
+      throw new Error(`Gemm: cannot multiply ${a} by ${b} (transA=${attrs.transA}, transB=${attrs.transB})`);
     const shape = [m as number, n as number];
     if (c) broadcastShapes(c.shape, shape, "Gemm");
     return { shape, dtype: a.dtype };
@@ -63,17 +65,14 @@ export const Gemm: OpDef = {
       {
         transA: attr.int(t.attrs.transA ? 1 : 0),
         transB: attr.int(t.attrs.transB ? 1 : 0),
-        alpha: attr.float((t.attrs.alpha as number) ?? 1),
-        beta: attr.float((t.attrs.beta as number) ?? 1),
+        alpha: attr.float(t.attrs.alpha),
+        beta: attr.float(t.attrs.beta),
       },
       e.output,
     ),
   grad: (t, g, needs) => {
     const [a, b, c] = t.inputs as [Tensor, Tensor, Tensor | undefined];
-    const tA = !!t.attrs.transA;
-    const tB = !!t.attrs.transB;
-    const alpha = (t.attrs.alpha as number) ?? 1;
-    const beta = (t.attrs.beta as number) ?? 1;
+    const { transA: tA, transB: tB, alpha, beta } = t.attrs;
     // With Y = op(A)·op(B): d op(A) = G·op(B)ᵀ and d op(B) = op(A)ᵀ·G, transposed back where op transposes.
     const dA = tA ? gemm(b, g, { transA: tB, transB: true, alpha }) : gemm(g, b, { transB: !tB, alpha });
     const dB = tB ? gemm(g, a, { transA: true, transB: tA, alpha }) : gemm(a, g, { transA: !tA, alpha });
@@ -95,18 +94,21 @@ export interface Conv2dOptions {
   group?: number;
 }
 
-interface ConvAttrs {
-  strides: [number, number];
-  pads: [number, number, number, number];
-  dilations: [number, number];
+type ConvAttrs = {
+  strides: readonly [number, number];
+  pads: readonly [number, number, number, number];
+  dilations: readonly [number, number];
   group: number;
-}
+};
+
+type ConvTransposeAttrs = ConvAttrs & { outputPadding: readonly [number, number] };
 
 function convAttrs(o: Conv2dOptions): ConvAttrs {
   return {
-    strides: [...(o.strides ?? [1, 1])] as [number, number],
-    pads: [...(o.pads ?? [0, 0, 0, 0])] as [number, number, number, number],
-    dilations: [...(o.dilations ?? [1, 1])] as [number, number],
+    // Copies, so that a caller changing its arrays later cannot change the graph.
+    strides: [...(o.strides ?? [1, 1])] as const,
+    pads: [...(o.pads ?? [0, 0, 0, 0])] as const,
+    dilations: [...(o.dilations ?? [1, 1])] as const,
     group: o.group ?? 1,
   };
 }
@@ -120,14 +122,12 @@ function emitConvAttrs(a: ConvAttrs) {
   };
 }
 
-const attrsOf = (t: Tensor) => t.attrs as unknown as ConvAttrs;
-
 /** 2-D convolution: x [B, Cin, H, W], w [Cout, Cin/group, kh, kw], optional bias [Cout]. */
-export const Conv: OpDef = {
+export const Conv: OpDef<ConvAttrs> = {
   name: "Conv",
   shape: (inputs, attrs) => {
     const [x, w, b] = inputs as [Tensor, Tensor, Tensor | undefined];
-    const a = attrs as unknown as ConvAttrs;
+    const a = attrs;
     const fail = (why: string) => new Error(`Conv: ${why} (input ${x}, weight ${w}${b ? `, bias ${b}` : ""})`);
     if (x.rank !== 4 || w.rank !== 4) throw fail("needs 4-D input and weight");
     if (x.dtype !== w.dtype) throw fail("mixed dtypes");
@@ -140,10 +140,10 @@ export const Conv: OpDef = {
     if (ho < 1 || wo < 1) throw fail("the kernel is larger than the padded input");
     return { shape: [n, o, ho, wo], dtype: x.dtype };
   },
-  emit: (e, t) => e.node("Conv", e.inputs, emitConvAttrs(attrsOf(t)), e.output),
+  emit: (e, t) => e.node("Conv", e.inputs, emitConvAttrs(t.attrs), e.output),
   grad: (t, g, needs) => {
     const [x, w, b] = t.inputs as [Tensor, Tensor, Tensor | undefined];
-    const a = attrsOf(t);
+    const a = t.attrs;
     const grads: (Tensor | null)[] = [
       needs[0] ? convInputGrad(g, w, x.shape, a) : null,
       needs[1] ? convWeightGrad(x, g, w.shape, a) : null,
@@ -163,12 +163,12 @@ export const Conv: OpDef = {
  * w [Cout, Cin/group, kh, kw] → [B, Cin, H, W], where `outputPadding` resolves the
  * ambiguity of strided output sizes.
  */
-export const ConvTranspose: OpDef = {
+export const ConvTranspose: OpDef<ConvTransposeAttrs> = {
   name: "ConvTranspose",
   shape: ([g, w], attrs) => {
     const G = g as Tensor;
     const W = w as Tensor;
-    const a = attrs as unknown as ConvAttrs & { outputPadding: [number, number] };
+    const a = attrs;
     const [n, o, ho, wo] = G.shape as [number, number, number, number];
     const [ow, cg, kh, kw] = W.shape as [number, number, number, number];
     if (o !== ow) throw new Error(`ConvTranspose: ${G} does not match weight ${W}`);
@@ -177,8 +177,8 @@ export const ConvTranspose: OpDef = {
     return { shape: [n, cg * a.group, h, wd], dtype: G.dtype };
   },
   emit: (e, t) => {
-    const a = attrsOf(t);
-    const outputPadding = t.attrs.outputPadding as [number, number];
+    const a = t.attrs;
+    const outputPadding = a.outputPadding;
     const [kh, kw] = (t.inputs[1] as Tensor).shape.slice(2) as [number, number];
     // pads of the equivalent convolution: kernel − 1 − p on each side (+ output padding at the end)
     const pads = [
@@ -211,7 +211,7 @@ export const ConvTranspose: OpDef = {
   },
   grad: (t, g, needs) => {
     const [, w] = t.inputs as [Tensor, Tensor];
-    const a = attrsOf(t);
+    const a = t.attrs;
     // The adjoint of a transposed convolution is the convolution itself.
     return [
       needs[0] ? conv2d(g, w, undefined, a) : null,
@@ -232,7 +232,10 @@ function convInputGrad(g: Tensor, w: Tensor, xShape: readonly number[], a: ConvA
   const [, , ho, wo] = g.shape as [number, number, number, number];
   const full = (i: 0 | 1, k: number, out: number) =>
     a.strides[i] * (out - 1) + a.dilations[i] * (k - 1) + 1 - a.pads[i] - (a.pads[i + 2] as number);
-  const outputPadding = [(xShape[2] as number) - full(0, kh, ho), (xShape[3] as number) - full(1, kw, wo)];
+  const outputPadding: [number, number] = [
+    (xShape[2] as number) - full(0, kh, ho),
+    (xShape[3] as number) - full(1, kw, wo),
+  ];
   return apply(ConvTranspose, [g, w], { ...a, outputPadding });
 }
 
@@ -298,7 +301,7 @@ export function gemm(
 
 export function conv2d(x: Tensor, w: Tensor, bias?: Tensor, options: Conv2dOptions = {}): Tensor {
   const inputs = bias ? [x, w, bias] : [x, w];
-  return apply(Conv, inputs, convAttrs(options) as unknown as Record<string, number[] | number>);
+  return apply(Conv, inputs, convAttrs(options));
 }
 
 /**

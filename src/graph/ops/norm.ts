@@ -21,40 +21,40 @@ function normGrad(x: Tensor, xhat: Tensor, g: Tensor, axes: number[], eps: numbe
 }
 
 /** x [B, C, ...] → x̂ normalised per sample and group of C/groups channels (no affine). */
-export const GroupNormCore: OpDef = {
+export const GroupNormCore: OpDef<{ groups: number; eps: number }> = {
   name: "GroupNormCore",
   shape: ([x], attrs) => {
     const t = x as Tensor;
-    const groups = attrs.groups as number;
+    const groups = attrs.groups;
     if (t.rank < 2 || (t.shape[1] as number) % groups)
       throw new Error(`GroupNormCore: ${t} does not split into ${groups} groups`);
     return { shape: [...t.shape], dtype: t.dtype };
   },
   emit: (e, t) => {
     const x = t.inputs[0] as Tensor;
-    const groups = t.attrs.groups as number;
+    const groups = t.attrs.groups;
     const b = x.shape[0] as number;
     const grouped = e.node("Reshape", [e.inputs[0] as string, e.ints([b, groups, -1])]);
     const ones = e.node("Expand", [e.scalar(1, t.dtype), e.ints([groups])]);
     const zeros = e.node("Expand", [e.scalar(0, t.dtype), e.ints([groups])]);
     const normed = e.node("InstanceNormalization", [grouped, ones, zeros], {
-      epsilon: attr.float(t.attrs.eps as number),
+      epsilon: attr.float(t.attrs.eps),
     });
     e.node("Reshape", [normed, e.ints(x.shape)], {}, e.output);
   },
   grad: (t, g, needs) => {
     if (!needs[0]) return [null];
     const x = t.inputs[0] as Tensor;
-    const groups = t.attrs.groups as number;
+    const groups = t.attrs.groups;
     const grouped = [x.shape[0] as number, groups, -1];
-    const dx = normGrad(reshape(x, grouped), reshape(t, grouped), reshape(g, grouped), [2], t.attrs.eps as number);
+    const dx = normGrad(reshape(x, grouped), reshape(t, grouped), reshape(g, grouped), [2], t.attrs.eps);
     return [reshape(dx, x.shape)];
   },
   flops: (t) => 8 * t.size,
 };
 
 /** x̂ normalised over the last axis (no affine). */
-export const LayerNormCore: OpDef = {
+export const LayerNormCore: OpDef<{ eps: number }> = {
   name: "LayerNormCore",
   shape: ([x]) => ({ shape: [...(x as Tensor).shape], dtype: (x as Tensor).dtype }),
   emit: (e, t) => {
@@ -63,13 +63,13 @@ export const LayerNormCore: OpDef = {
     e.node(
       "LayerNormalization",
       [e.inputs[0] as string, ones],
-      { axis: attr.int(-1), epsilon: attr.float(t.attrs.eps as number) },
+      { axis: attr.int(-1), epsilon: attr.float(t.attrs.eps) },
       e.output,
     );
   },
   grad: (t, g, needs) => {
     if (!needs[0]) return [null];
-    return [normGrad(t.inputs[0] as Tensor, t, g, [t.rank - 1], t.attrs.eps as number)];
+    return [normGrad(t.inputs[0] as Tensor, t, g, [t.rank - 1], t.attrs.eps)];
   },
   flops: (t) => 8 * t.size,
 };

@@ -8,24 +8,24 @@ export { Expand, expand, Reshape, reshape } from "./broadcast.js";
 const x0 = (t: Tensor) => t.inputs[0] as Tensor;
 const same = (t: Tensor) => ({ shape: [...t.shape], dtype: t.dtype });
 
-export const Transpose: OpDef = {
+export const Transpose: OpDef<{ perm: readonly number[] }> = {
   name: "Transpose",
   shape: ([x], attrs) => {
     const t = x as Tensor;
-    return { shape: (attrs.perm as number[]).map((p) => t.shape[p] as number), dtype: t.dtype };
+    return { shape: attrs.perm.map((p) => t.shape[p] as number), dtype: t.dtype };
   },
-  emit: (e, t) => e.node("Transpose", e.inputs, { perm: attr.ints(t.attrs.perm as number[]) }, e.output),
+  emit: (e, t) => e.node("Transpose", e.inputs, { perm: attr.ints(t.attrs.perm) }, e.output),
   grad: (t, g, needs) => {
-    const perm = t.attrs.perm as number[];
+    const perm = t.attrs.perm;
     const inverse = perm.map((_, i) => perm.indexOf(i));
     return [needs[0] ? transpose(g, inverse) : null];
   },
 };
 
-export const Concat: OpDef = {
+export const Concat: OpDef<{ axis: number }> = {
   name: "Concat",
   shape: (inputs, attrs) => {
-    const axis = attrs.axis as number;
+    const axis = attrs.axis;
     const first = inputs[0] as Tensor;
     const shape = [...first.shape];
     shape[axis] = 0;
@@ -41,9 +41,9 @@ export const Concat: OpDef = {
     }
     return { shape, dtype: first.dtype };
   },
-  emit: (e, t) => e.node("Concat", e.inputs, { axis: attr.int(t.attrs.axis as number) }, e.output),
+  emit: (e, t) => e.node("Concat", e.inputs, { axis: attr.int(t.attrs.axis) }, e.output),
   grad: (t, g, needs) => {
-    const axis = t.attrs.axis as number;
+    const axis = t.attrs.axis;
     let start = 0;
     return t.inputs.map((x, i) => {
       const begin = start;
@@ -53,33 +53,33 @@ export const Concat: OpDef = {
   },
 };
 
-interface SliceAttrs {
-  starts: number[];
-  ends: number[];
-  axes: number[];
-  steps: number[];
-}
+type SliceAttrs = {
+  starts: readonly number[];
+  ends: readonly number[];
+  axes: readonly number[];
+  steps: readonly number[];
+};
 
 /** Slice with static, normalised starts/ends/steps (steps > 0). */
-export const Slice: OpDef = {
+export const Slice: OpDef<SliceAttrs> = {
   name: "Slice",
   shape: ([x], attrs) => {
     const t = x as Tensor;
     const shape = [...t.shape];
-    const { starts, ends, axes, steps } = attrs as unknown as SliceAttrs;
+    const { starts, ends, axes, steps } = attrs;
     axes.forEach((a, i) => {
       shape[a] = Math.max(0, Math.ceil(((ends[i] as number) - (starts[i] as number)) / (steps[i] as number)));
     });
     return { shape, dtype: t.dtype };
   },
   emit: (e, t) => {
-    const { starts, ends, axes, steps } = t.attrs as unknown as SliceAttrs;
+    const { starts, ends, axes, steps } = t.attrs;
     e.node("Slice", [e.inputs[0] as string, e.ints(starts), e.ints(ends), e.ints(axes), e.ints(steps)], {}, e.output);
   },
   grad: (t, g, needs) => {
     if (!needs[0]) return [null];
     const x = x0(t);
-    const { starts, ends, axes, steps } = t.attrs as unknown as SliceAttrs;
+    const { starts, ends, axes, steps } = t.attrs;
     if (steps.some((s) => s !== 1))
       throw new Error("Slice: the gradient of a strided slice (step ≠ 1) is not implemented");
     const pads = new Array<number>(2 * x.rank).fill(0);
@@ -92,17 +92,17 @@ export const Slice: OpDef = {
 };
 
 /** Gather along an axis with integer indices (embeddings). The indices get no gradient. */
-export const Gather: OpDef = {
+export const Gather: OpDef<{ axis: number }> = {
   name: "Gather",
   shape: ([data, indices], attrs) => {
     const d = data as Tensor;
     const idx = indices as Tensor;
     if (idx.dtype !== "int64" && idx.dtype !== "int32")
       throw new Error(`Gather: indices must be int64 or int32, got ${idx}`);
-    const axis = attrs.axis as number;
+    const axis = attrs.axis;
     return { shape: [...d.shape.slice(0, axis), ...idx.shape, ...d.shape.slice(axis + 1)], dtype: d.dtype };
   },
-  emit: (e, t) => e.node("Gather", e.inputs, { axis: attr.int(t.attrs.axis as number) }, e.output),
+  emit: (e, t) => e.node("Gather", e.inputs, { axis: attr.int(t.attrs.axis) }, e.output),
   grad: (t, g, needs) => {
     if (!needs[0]) return [null, null];
     if (t.attrs.axis !== 0) throw new Error("Gather: the gradient is implemented for axis 0 (embedding lookups)");
@@ -114,12 +114,12 @@ export const Gather: OpDef = {
  * The gradient of a row gather: a zero table of `rows` rows into which each cotangent row is added
  * at its index (ScatterND with reduction "add", so repeated indices accumulate).
  */
-export const ScatterAddRows: OpDef = {
+export const ScatterAddRows: OpDef<{ rows: number }> = {
   name: "ScatterAddRows",
   shape: ([g, indices], attrs) => {
     const gt = g as Tensor;
     const idx = indices as Tensor;
-    return { shape: [attrs.rows as number, ...gt.shape.slice(idx.rank)], dtype: gt.dtype };
+    return { shape: [attrs.rows, ...gt.shape.slice(idx.rank)], dtype: gt.dtype };
   },
   emit: (e, t) => {
     const [g, indices] = e.inputs as [string, string];
@@ -133,17 +133,17 @@ export const ScatterAddRows: OpDef = {
 };
 
 /** Constant padding; `pads` is [begin_0, ..., begin_n, end_0, ..., end_n] as in ONNX, all ≥ 0. */
-export const Pad: OpDef = {
+export const Pad: OpDef<{ pads: readonly number[]; value: number }> = {
   name: "Pad",
   shape: ([x], attrs) => {
     const t = x as Tensor;
-    const pads = attrs.pads as number[];
+    const pads = attrs.pads;
     return { shape: t.shape.map((d, i) => d + (pads[i] as number) + (pads[t.rank + i] as number)), dtype: t.dtype };
   },
   emit: (e, t) => {
     e.node(
       "Pad",
-      [e.inputs[0] as string, e.ints(t.attrs.pads as number[]), e.scalar((t.attrs.value as number) ?? 0, t.dtype)],
+      [e.inputs[0] as string, e.ints(t.attrs.pads), e.scalar(t.attrs.value, t.dtype)],
       {
         mode: attr.string("constant"),
       },
@@ -153,7 +153,7 @@ export const Pad: OpDef = {
   grad: (t, g, needs) => {
     if (!needs[0]) return [null];
     const x = x0(t);
-    const pads = t.attrs.pads as number[];
+    const pads = t.attrs.pads;
     const axes = x.shape.map((_, i) => i);
     return [
       slice(
@@ -167,11 +167,11 @@ export const Pad: OpDef = {
 };
 
 /** Nearest-neighbour upsampling of the last two axes by an integer factor (PyTorch's interpolate(mode="nearest")). */
-export const UpsampleNearest: OpDef = {
+export const UpsampleNearest: OpDef<{ factor: number }> = {
   name: "UpsampleNearest",
   shape: ([x], attrs) => {
     const t = x as Tensor;
-    const f = attrs.factor as number;
+    const f = attrs.factor;
     if (t.rank !== 4) throw new Error(`UpsampleNearest: needs [B, C, H, W], got ${t}`);
     return {
       shape: [t.shape[0], t.shape[1], (t.shape[2] as number) * f, (t.shape[3] as number) * f] as number[],
@@ -179,7 +179,7 @@ export const UpsampleNearest: OpDef = {
     };
   },
   emit: (e, t) => {
-    const f = t.attrs.factor as number;
+    const f = t.attrs.factor;
     const scales = e.node("Constant", [], { value_floats: attr.floats([1, 1, f, f]) });
     e.node(
       "Resize",
@@ -195,7 +195,7 @@ export const UpsampleNearest: OpDef = {
   grad: (t, g, needs) => {
     if (!needs[0]) return [null];
     const [b, c, h, w] = x0(t).shape as [number, number, number, number];
-    const f = t.attrs.factor as number;
+    const f = t.attrs.factor;
     return [reduceSum(reshape(g, [b, c, h, f, w, f]), [3, 5])];
   },
 };
@@ -209,7 +209,6 @@ export const Identity: OpDef = {
 
 // ---- the functions model code calls ----
 
-/** Reshape to a static shape; one entry may be -1 (inferred). */
 export function transpose(x: Tensor, perm: readonly number[]): Tensor {
   const normalized = perm.map((a) => (a < 0 ? a + x.rank : a));
   const isPermutation = perm.length === x.rank && normalized.every((a, i) => normalized.indexOf(i) >= 0 && a < x.rank);
