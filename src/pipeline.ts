@@ -363,7 +363,7 @@ export class NullTextPipeline {
   /** The reconstructed latent z_0 (scaled), before decoding. */
   async reconstructLatent(inv: Inversion, o: SampleCallOptions = {}): Promise<Float32Array> {
     this.checkInversion(inv);
-    const { nulls, source } = await this.conditioning(inv);
+    const { nulls, source, afterStep } = await this.conditioning(inv);
     const [cond] = await this.encodePrompts([inv.prompt]);
     const latents = await sample({
       denoiser: await this.denoiser(1, false),
@@ -372,6 +372,7 @@ export class NullTextPipeline {
       nullEmbeddings: nulls,
       promptEmbeddings: [cond as Float32Array],
       sourceEmbeddings: source,
+      afterStep,
       guidance: o.guidance ?? inv.settings.guidance,
       onStep: abortable(o),
     });
@@ -392,7 +393,7 @@ export class NullTextPipeline {
     for (const e of edits) this.tokenize(e.prompt);
     const nullSteps = o.nullSteps ?? EDIT_NULL_STEPS;
     if (!(nullSteps >= 0 && nullSteps <= 1)) throw new Error(`nullSteps ${nullSteps}: expected a fraction in [0, 1]`);
-    const { nulls, source, empty } = await this.conditioning(inv);
+    const { nulls, source, empty, afterStep } = await this.conditioning(inv);
     const prompts = [inv.prompt, ...edits.map((e) => e.prompt)];
     const embeddings = await this.encodePrompts(prompts);
     const steps = inv.settings.steps;
@@ -409,6 +410,7 @@ export class NullTextPipeline {
       editNullEmbeddings: editNulls,
       promptEmbeddings: embeddings,
       sourceEmbeddings: source,
+      afterStep,
       guidance: o.guidance ?? inv.settings.guidance,
       edit,
       onStep: abortable(o),

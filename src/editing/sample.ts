@@ -24,6 +24,11 @@ export interface SampleOptions {
   sourceEmbeddings?: readonly Float32Array[];
   guidance: number;
   edit?: AttentionEdit;
+  /**
+   * The inversion method's correction after each DDIM step (see SamplerConditioning.afterStep):
+   * receives the step index and the latents [N, C, h, w], returns the latents to go on with.
+   */
+  afterStep?: (step: number, latents: Float32Array) => Float32Array;
   onStep?: (step: number, total: number) => void;
   /** Receives each edit's local-blend mask (latent resolution) after every blended step. */
   onBlendMasks?: (masks: Uint8Array[]) => void;
@@ -65,6 +70,7 @@ export async function sample(o: SampleOptions): Promise<Float32Array> {
     if (o.sourceEmbeddings) context.set(o.sourceEmbeddings[i] as Float32Array, N * embedding);
     const { eps, outputs } = await denoiser.eps(latents, t, context, o.guidance, control?.feeds(i));
     latents = ddimStep(schedule, eps, t, latents).prevSample;
+    if (o.afterStep) latents = o.afterStep(i, latents);
     if (control) {
       const blended = control.afterStep(latents, outputs, i);
       latents = blended.latents;

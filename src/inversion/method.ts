@@ -73,6 +73,12 @@ export interface InversionRun<S extends InversionSettings = InversionSettings> {
 export interface SamplerConditioning {
   nulls: Float32Array[] | Float32Array;
   source?: Float32Array[];
+  /**
+   * A per-step latent correction or added noise, applied after each DDIM step to the latents
+   * [N, C, h, w] (the source first): e.g. a method that pulls the source branch back onto its stored
+   * trajectory, or one that adds stored noise maps. Returns the latents to go on with.
+   */
+  afterStep?: (step: number, latents: Float32Array) => Float32Array;
 }
 
 export interface InversionMethodModule<S extends InversionSettings = InversionSettings> {
@@ -110,7 +116,8 @@ export function validateCommon(s: InversionSettings): void {
 }
 
 export function invalidSetting(method: string, name: string, value: unknown, accepted: string): Error {
-  return new Error(`invert (${method}): ${name} ${JSON.stringify(value)} is invalid (${accepted})`);
+  const shown = typeof value === "number" ? String(value) : JSON.stringify(value); // NaN, not null
+  return new Error(`invert (${method}): ${name} ${shown} is invalid (${accepted})`);
 }
 
 /** Splits a stored [n, L, D] tensor into n embeddings. */
