@@ -14,7 +14,8 @@ export function joinPath(...parts: string[]): string {
     if (segment === ".." && out.length > 0 && out[out.length - 1] !== "..") out.pop();
     else if (segment !== ".." || !absolute) out.push(segment);
   }
-  const body = out.join("/");
+  const trailing = joined.endsWith("/") && out.length > 0 ? "/" : "";
+  const body = out.join("/") + trailing;
   if (absolute) return `/${body}`;
   return body.length > 0 ? body : ".";
 }
