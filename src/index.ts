@@ -38,7 +38,14 @@ export { DEFAULT_METHOD, getMethod, METHODS, resolveSettings } from "./inversion
 export * from "./jobs/index.js";
 export { CLIPTextModel } from "./models/clip_text.js";
 export { ClipTokenizer } from "./models/clip_tokenizer.js";
-export { type LoadOptions, loadStableDiffusion, type StableDiffusion } from "./models/loader.js";
+export {
+  type InMemoryFolder,
+  type LoadOptions,
+  loadStableDiffusion,
+  type ModelSource,
+  type RemoteFolder,
+  type StableDiffusion,
+} from "./models/loader.js";
 export { SafetensorsFile, writeSafetensors } from "./models/safetensors.js";
 export { type AttentionHook, type AttentionSite, UNet2DConditionModel } from "./models/unet.js";
 export { AutoencoderKL } from "./models/vae.js";
@@ -53,6 +60,14 @@ export {
   NullTextPipeline,
   type PipelineOptions,
 } from "./pipeline.js";
+export {
+  type ByteRangeReader,
+  getPlatform,
+  memoryReader,
+  type OrtBinding,
+  type Platform,
+  setPlatform,
+} from "./platform/platform.js";
 export { availableExecutionProviders, type HostTensor, Session, type SessionOptions } from "./runtime/session.js";
 export {
   type DDIMConfig,

@@ -14,7 +14,7 @@ import { GuidedStep } from "./inversion/guided_step.js";
 import type { InversionSettings, MethodState, SamplerConditioning } from "./inversion/method.js";
 import { throwIfAborted } from "./inversion/method.js";
 import { getMethod, resolveSettings } from "./inversion/registry.js";
-import { type LoadOptions, loadStableDiffusion, type StableDiffusion } from "./models/loader.js";
+import { type LoadOptions, loadStableDiffusion, type ModelSource, type StableDiffusion } from "./models/loader.js";
 import { getPlatform } from "./platform/platform.js";
 import { float32Output, Session, type SessionOptions } from "./runtime/session.js";
 import { type DDIMSchedule, ddimSchedule } from "./schedulers/ddim.js";
@@ -103,7 +103,8 @@ export class NullTextPipeline {
     private readonly options: PipelineOptions,
   ) {}
 
-  static async load(source: string, options: PipelineOptions = {}): Promise<NullTextPipeline> {
+  /** Loads a model: a diffusers folder or single-file checkpoint by path, or from bytes or byte-range readers (ModelSource). */
+  static async load(source: ModelSource, options: PipelineOptions = {}): Promise<NullTextPipeline> {
     const pipe = new NullTextPipeline(await loadStableDiffusion(source, options), options);
     const grid = pipe.model.vae.downscale * pipe.model.unet.sizeMultiple;
     const r = pipe.resolution;

@@ -7,7 +7,7 @@
 import { describe, expect, it } from "vitest";
 import type { Denoiser } from "../../src/editing/denoiser.js";
 import { sample } from "../../src/editing/sample.js";
-import { stack } from "../../src/inversion/method.js";
+import { type InversionSettings, stack } from "../../src/inversion/method.js";
 import { getMethod, METHODS, resolveSettings } from "../../src/inversion/registry.js";
 import { DDIM_CONFIG_DEFAULTS, ddimSchedule } from "../../src/schedulers/ddim.js";
 
@@ -19,7 +19,7 @@ describe("inversion methods", () => {
     for (const m of METHODS.values()) {
       expect(m.defaults.steps).toBe(50);
       expect(m.defaults.guidance).toBe(7.5);
-      expect(() => m.validate({ method: m.id, ...m.defaults })).not.toThrow();
+      expect(() => m.validate({ method: m.id, ...m.defaults } as InversionSettings)).not.toThrow();
       expect(m.summary.length).toBeGreaterThan(10);
     }
     // the paper's settings (Mokady et al. 2023, §3.2 and the official notebook)
