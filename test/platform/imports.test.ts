@@ -47,6 +47,10 @@ describe("the core is free of host APIs", () => {
     });
   }
 
+  it("src/platform/web.ts, the browser implementation, imports no node:* or onnxruntime-* either", () => {
+    expect(violations("platform/web.ts")).toEqual([]);
+  });
+
   it("catches what it is meant to catch", () => {
     const probe = [
       'import fs from "node:fs";',
