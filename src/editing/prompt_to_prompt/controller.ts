@@ -12,6 +12,7 @@
  *     M*_t ← α_t,e ⊙ R_e + (1 − α_t,e) ⊙ M*_t                      (Edit(M_t, M*_t, t), α_t,e = [t < τ] per token)
  *   self-attention, layers of at most (latent/2)² queries:
  *     M*_t ← M_t  while the step is in the self-replace window      (the official self_replace_steps)
+ *   (the conditional rows only; the unconditional rows ∅ ×N pass unchanged)
  *
  * Every other layer is left to the UNet's blocked attention: the hook does not touch it, so its
  * Nq×Nk probabilities are never materialised whole (4·8·4096² floats per 64² self-attention layer
@@ -26,8 +27,6 @@ import { MAX_TOKENS } from "./seq_aligner.js";
 import type { AttentionEdit } from "./tensors.js";
 
 export type Feeds = Record<string, HostTensor | Float32Array>;
-
-const scalar = (v: number): HostTensor => ({ data: Float32Array.of(v), shape: [], dtype: "float32" });
 
 export class PromptToPromptController {
   /** Graph inputs the hook reads, in the order the denoiser compiles them. */
@@ -59,8 +58,10 @@ export class PromptToPromptController {
     const refine = G.input("p2p_refine_alphas", [E, 1, 1, L]); // a_e
     const equalizer = G.input("p2p_equalizer", [E, 1, 1, L]); // q_e
     const crossAlpha = G.input("p2p_cross_alpha", [E, 1, 1, L]); // α_t,e
-    const selfReplace = G.input("p2p_self_replace", []); // 1 inside the self-replace window
-    this.inputs = [mapper, refine, equalizer, crossAlpha, selfReplace];
+    // The batch rows self-attention takes its probabilities from: the source's row N for every edit
+    // inside the self-replace window, each row its own outside.
+    const selfRows = G.input("p2p_self_rows", [2 * N], "int32");
+    this.inputs = [mapper, refine, equalizer, crossAlpha, selfRows];
     const maps = this.maps;
     const blendResolution = this.blendResolution;
     this.hook = {
@@ -68,22 +69,19 @@ export class PromptToPromptController {
       touches: (site: AttentionSite) => site.kind === "cross" || site.resolution[0] <= h / 2,
       apply: (probs: Tensor, site: AttentionSite) => {
         // probs [2N, heads, Nq, Nk]: rows N.. are the conditional branch, row N the source prompt.
+        // M*_t ← M_t inside the self-replace window: a selection of rows, exact and one copy.
+        if (site.kind === "self") return G.gather(probs, selfRows, 0);
         const uncond = G.slice(probs, [0], [N], [0]);
         const base = G.slice(probs, [N], [N + 1], [0]); // M_t
         const edited = G.slice(probs, [N + 1], [2 * N], [0]); // M*_t
-        if (site.kind === "cross") {
-          if (site.place !== "mid" && site.resolution[0] === blendResolution)
-            maps.push(G.reduceMean(G.slice(probs, [N], [2 * N], [0]), [1]));
-          // R_e = ((M_t · M_e) ⊙ a_e + M*_t ⊙ (1 − a_e)) ⊙ q_e
-          const mapped = G.matmul(base, mapper); // [E, heads, Nq, L]
-          const refined = G.add(G.mul(mapped, refine), G.mul(edited, G.sub(1, refine)));
-          const replaced = G.mul(refined, equalizer);
-          // M*_t ← α_t,e ⊙ R_e + (1 − α_t,e) ⊙ M*_t
-          const mixed = G.add(G.mul(replaced, crossAlpha), G.mul(edited, G.sub(1, crossAlpha)));
-          return G.concat([uncond, base, mixed], 0);
-        }
-        // M*_t ← M_t inside the self-replace window
-        const mixed = G.add(G.mul(G.expand(base, edited.shape), selfReplace), G.mul(edited, G.sub(1, selfReplace)));
+        if (site.place !== "mid" && site.resolution[0] === blendResolution)
+          maps.push(G.reduceMean(G.slice(probs, [N], [2 * N], [0]), [1]));
+        // R_e = ((M_t · M_e) ⊙ a_e + M*_t ⊙ (1 − a_e)) ⊙ q_e
+        const mapped = G.matmul(base, mapper); // [E, heads, Nq, L]
+        const refined = G.add(G.mul(mapped, refine), G.mul(edited, G.sub(1, refine)));
+        const replaced = G.mul(refined, equalizer);
+        // M*_t ← α_t,e ⊙ R_e + (1 − α_t,e) ⊙ M*_t
+        const mixed = G.add(G.mul(replaced, crossAlpha), G.mul(edited, G.sub(1, crossAlpha)));
         return G.concat([uncond, base, mixed], 0);
       },
     };
@@ -108,13 +106,15 @@ export class PromptToPromptController {
   begin(edit: AttentionEdit, latentShape: readonly [number, number, number]): PromptToPromptRun {
     if (edit.edits !== this.prompts - 1)
       throw new Error(`attention edit of ${edit.edits} edited prompts for a ${this.prompts}-prompt denoiser`);
-    return new PromptToPromptRun(edit, edit.blend && new LocalBlender(edit.blend, latentShape, this.blendResolution));
+    const blender = edit.blend && new LocalBlender(edit.blend, latentShape, this.blendResolution);
+    return new PromptToPromptRun(edit, this.prompts, blender);
   }
 }
 
 export class PromptToPromptRun {
   constructor(
     private readonly edit: AttentionEdit,
+    private readonly prompts: number,
     private readonly blender: LocalBlender | undefined,
   ) {}
 
@@ -127,8 +127,16 @@ export class PromptToPromptRun {
       p2p_refine_alphas: edit.refineAlphas,
       p2p_equalizer: edit.equalizer,
       p2p_cross_alpha: edit.crossAlpha.subarray(step * EL, (step + 1) * EL),
-      p2p_self_replace: scalar(step >= edit.selfReplace[0] && step < edit.selfReplace[1] ? 1 : 0),
+      p2p_self_rows: { data: this.selfRows(step), shape: [2 * this.prompts], dtype: "int32" },
     };
+  }
+
+  /** [0, 1, .. 2N − 1], with the edits' rows N + 1.. replaced by the source's row N inside the self-replace window. */
+  private selfRows(step: number): Int32Array {
+    const N = this.prompts;
+    const [from, to] = this.edit.selfReplace;
+    const inside = step >= from && step < to;
+    return Int32Array.from({ length: 2 * N }, (_, row) => (inside && row > N ? N : row));
   }
 
   /** Local blending of the latents after `step`, from the step's outputs; the latents unchanged without it. */
