@@ -127,8 +127,7 @@ export class SafetensorsFile {
   static open(path: string): SafetensorsFile {
     const platform = getPlatform();
     if (platform.stat(path)?.isDirectory) throw new Error(`${path}: invalid safetensors file: not a regular file`);
-    const file = platform.openFile(path);
-    return SafetensorsFile.withStore(path, { size: file.size, read: file.read, close: file.close });
+    return SafetensorsFile.withStore(path, platform.openFile(path));
   }
 
   /** A safetensors file held in memory (`name` is used in messages); tensors are read from `bytes` without copying it. */
@@ -138,7 +137,7 @@ export class SafetensorsFile {
 
   /**
    * A safetensors file behind a byte-range reader (a URL): the header is fetched and validated
-   * first, then the data buffer, in pieces of `chunkBytes` (default 64 MiB), into memory.
+   * first, then the data buffer, in pieces of `chunkBytes` (default 64 MiB), into one buffer.
    */
   static async fromReader(reader: ByteRangeReader, options: { chunkBytes?: number } = {}): Promise<SafetensorsFile> {
     const size = await reader.size();
@@ -147,10 +146,17 @@ export class SafetensorsFile {
     // The header is validated (against the full size) before the data is fetched.
     readHeader(reader.name, memoryStore(head, reader.name), size);
     const chunk = options.chunkBytes ?? 64 * 2 ** 20;
-    const pieces = [head];
-    for (let at = head.byteLength; at < size; at += chunk)
-      pieces.push(await reader.read(at, Math.min(chunk, size - at)));
-    return SafetensorsFile.fromBytes(concatBytes(pieces), reader.name);
+    const bytes = new Uint8Array(size);
+    bytes.set(head);
+    for (let at = head.byteLength; at < size; at += chunk) {
+      const length = Math.min(chunk, size - at);
+      const piece = await reader.read(at, length);
+      if (piece.byteLength !== length) {
+        throw new Error(`${reader.name}: asked for ${length} bytes at offset ${at}, got ${piece.byteLength}`);
+      }
+      bytes.set(piece, at);
+    }
+    return SafetensorsFile.fromBytes(bytes, reader.name);
   }
 
   private static withStore(name: string, store: ByteStore): SafetensorsFile {
