@@ -92,6 +92,8 @@ export type EditOptions = PromptToPromptOptions & {
   signal?: AbortSignal;
   /** Receives each edit's local-blend mask (latent resolution) after every blended step. */
   onBlendMasks?: (masks: Uint8Array[]) => void;
+  /** Receives the cross-attention maps [1 + E, r·r, 77] of every step (see SampleOptions.onAttentionMaps). */
+  onAttentionMaps?: (step: number, maps: Float32Array) => void;
 };
 
 export class NullTextPipeline {
@@ -416,6 +418,7 @@ export class NullTextPipeline {
       edit,
       onStep: abortable(o),
       onBlendMasks: o.onBlendMasks,
+      onAttentionMaps: o.onAttentionMaps,
     });
     return latents;
   }

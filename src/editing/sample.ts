@@ -32,6 +32,11 @@ export interface SampleOptions {
   onStep?: (step: number, total: number) => void;
   /** Receives each edit's local-blend mask (latent resolution) after every blended step. */
   onBlendMasks?: (masks: Uint8Array[]) => void;
+  /**
+   * Receives the controller's cross-attention maps [N, r·r, 77] of every step (conditional rows,
+   * averaged over heads and the layers at the blend resolution r), e.g. to show them per token.
+   */
+  onAttentionMaps?: (step: number, maps: Float32Array) => void;
 }
 
 /** Returns the N final latents z_0, stacked. */
@@ -69,6 +74,7 @@ export async function sample(o: SampleOptions): Promise<Float32Array> {
     for (let n = 0; n < N; n++) context.set(n === 0 ? sourceNull : editNull, n * embedding);
     if (o.sourceEmbeddings) context.set(o.sourceEmbeddings[i] as Float32Array, N * embedding);
     const { eps, outputs } = await denoiser.eps(latents, t, context, o.guidance, control?.feeds(i));
+    if (outputs.maps) o.onAttentionMaps?.(i, outputs.maps);
     latents = ddimStep(schedule, eps, t, latents).prevSample;
     if (o.afterStep) latents = o.afterStep(i, latents);
     if (control) {

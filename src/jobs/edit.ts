@@ -24,6 +24,8 @@ export interface EditJob {
   grid?: boolean;
   signal?: AbortSignal;
   onProgress?: ProgressListener;
+  /** Receives the cross-attention maps of every step (see SampleOptions.onAttentionMaps). */
+  onAttentionMaps?: (step: number, maps: Float32Array) => void;
 }
 
 export interface EditReport {
@@ -51,6 +53,7 @@ export async function editJob(
     guidance,
     signal: job.signal,
     onStep: (s, total) => clock.report("sample", s, total),
+    onAttentionMaps: job.onAttentionMaps,
   });
   const files = job.out ? editOutputs(job.out, images.length) : undefined;
   const report: EditReport = {
