@@ -280,6 +280,14 @@ export class NullTextPipeline {
       throw new Error(`invert: ${givenPivots.length} pivots given for ${settings.steps} steps`);
     let pivots = resume?.pivots ?? givenPivots;
     let pivotSeconds = 0;
+    let z0: Promise<Float32Array> | undefined;
+    const latent = (): Promise<Float32Array> => {
+      z0 ??= this.encodeImage(image).then((z) => {
+        onProgress?.({ phase: "encode", step: 1, total: 1 });
+        return z;
+      });
+      return z0;
+    };
     const counters = { unetEvals: 0, vjps: 0 };
     const t0 = performance.now();
     const tensors = await method.invert({
@@ -292,9 +300,7 @@ export class NullTextPipeline {
       pivots: async () => {
         if (pivots) return pivots;
         const t1 = performance.now();
-        const z0 = await this.encodeImage(image);
-        onProgress?.({ phase: "encode", step: 1, total: 1 });
-        pivots = await ddimInversion(step, schedule, z0, cond, {
+        pivots = await ddimInversion(step, schedule, await latent(), cond, {
           signal,
           onStep: (s, total) => onProgress?.({ phase: "ddim", step: s, total }),
         });
@@ -303,6 +309,7 @@ export class NullTextPipeline {
         pivotSeconds = (performance.now() - t1) / 1000;
         return pivots;
       },
+      latent,
       resume: resume?.state,
       checkpoint: async (state) => {
         await checkpoint?.save?.({ ...identity, pivots, state });
@@ -311,7 +318,9 @@ export class NullTextPipeline {
       counters,
       signal,
     });
-    if (!pivots) throw new Error(`method ${method.id} did not compute the pivot`);
+    // a method without the DDIM trajectory (SDEdit) starts from z_0; its conditioning says where sampling starts
+    const zT = pivots?.[settings.steps] ?? (z0 && (await z0));
+    if (!zT) throw new Error(`method ${method.id} computed neither the pivot nor the image latent`);
     stats.seconds.ddim_inversion = pivotSeconds;
     stats.seconds[method.id] = (performance.now() - t0) / 1000 - pivotSeconds;
     stats.unetEvals = counters.unetEvals;
@@ -326,7 +335,7 @@ export class NullTextPipeline {
         width: image.width,
         height: image.height,
         latentShape: [c, h, w],
-        zT: pivots[settings.steps] as Float32Array,
+        zT,
         tensors,
         embeddingShape: this.embeddingShape,
       },
@@ -366,12 +375,13 @@ export class NullTextPipeline {
   /** The reconstructed latent z_0 (scaled), before decoding. */
   async reconstructLatent(inv: Inversion, o: SampleCallOptions = {}): Promise<Float32Array> {
     this.checkInversion(inv);
-    const { nulls, source, afterStep } = await this.conditioning(inv);
+    const { nulls, source, afterStep, startStep, start } = await this.conditioning(inv);
     const [cond] = await this.encodePrompts([inv.prompt]);
     const latents = await sample({
       denoiser: await this.denoiser(1, false),
       schedule: this.schedule(inv.settings.steps),
-      zT: inv.zT,
+      zT: start ?? inv.zT,
+      startStep,
       nullEmbeddings: nulls,
       promptEmbeddings: [cond as Float32Array],
       sourceEmbeddings: source,
@@ -396,7 +406,7 @@ export class NullTextPipeline {
     for (const e of edits) this.tokenize(e.prompt);
     const nullSteps = o.nullSteps ?? EDIT_NULL_STEPS;
     if (!(nullSteps >= 0 && nullSteps <= 1)) throw new Error(`nullSteps ${nullSteps}: expected a fraction in [0, 1]`);
-    const { nulls, source, empty, afterStep } = await this.conditioning(inv);
+    const { nulls, source, empty, afterStep, startStep, start } = await this.conditioning(inv);
     const prompts = [inv.prompt, ...edits.map((e) => e.prompt)];
     const embeddings = await this.encodePrompts(prompts);
     const steps = inv.settings.steps;
@@ -408,7 +418,8 @@ export class NullTextPipeline {
     const latents = await sample({
       denoiser: await this.denoiser(prompts.length, true),
       schedule: this.schedule(steps),
-      zT: inv.zT,
+      zT: start ?? inv.zT,
+      startStep,
       nullEmbeddings: nulls,
       editNullEmbeddings: editNulls,
       promptEmbeddings: embeddings,

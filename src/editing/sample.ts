@@ -29,6 +29,8 @@ export interface SampleOptions {
    * receives the step index and the latents [N, C, h, w], returns the latents to go on with.
    */
   afterStep?: (step: number, latents: Float32Array) => Float32Array;
+  /** Step index sampling starts at, z_T then being the latent at timesteps[startStep] (SDEdit; default 0). */
+  startStep?: number;
   onStep?: (step: number, total: number) => void;
   /** Receives each edit's local-blend mask (latent resolution) after every blended step. */
   onBlendMasks?: (masks: Uint8Array[]) => void;
@@ -50,6 +52,9 @@ export async function sample(o: SampleOptions): Promise<Float32Array> {
   if (o.zT.length !== size && o.zT.length !== N * size)
     throw new Error(`sample: z_T has ${o.zT.length} values, expected ${size} or ${N * size}`);
   const steps = schedule.timesteps.length;
+  const first = o.startStep ?? 0;
+  if (!Number.isInteger(first) || first < 0 || first >= steps)
+    throw new Error(`sample: start step ${first} is not a step index in 0..${steps - 1}`);
   for (const nulls of [o.nullEmbeddings, o.editNullEmbeddings]) {
     if (Array.isArray(nulls) && nulls.length !== steps)
       throw new Error(`sample: ${nulls.length} null embeddings for ${steps} steps`);
@@ -67,7 +72,7 @@ export async function sample(o: SampleOptions): Promise<Float32Array> {
   const control = o.edit && denoiser.controller?.begin(o.edit, [c, h, w]);
   const atStep = (nulls: readonly Float32Array[] | Float32Array, i: number): Float32Array =>
     Array.isArray(nulls) ? (nulls[i] as Float32Array) : (nulls as Float32Array);
-  for (let i = 0; i < steps; i++) {
+  for (let i = first; i < steps; i++) {
     const t = schedule.timesteps[i] as number;
     const sourceNull = atStep(o.nullEmbeddings, i);
     const editNull = atStep(o.editNullEmbeddings ?? o.nullEmbeddings, i);

@@ -55,6 +55,12 @@ export interface InversionRun<S extends InversionSettings = InversionSettings> {
   embeddingShape: [number, number];
   /** The DDIM trajectory [z*_0 … z*_T] at guidance 1 (computed once, kept in the resume state). */
   pivots(): Promise<Float32Array[]>;
+  /**
+   * The image's latent z_0 (VAE posterior mean × scaling factor), encoded once; for methods that need
+   * no DDIM trajectory (e.g. SDEdit). The inversion's z_T is then z_0, and the method's conditioning
+   * says where sampling starts (SamplerConditioning.start).
+   */
+  latent(): Promise<Float32Array>;
   /** State saved by an interrupted run of the same inversion, if any. */
   resume?: MethodState;
   /** Saves the state reached so far (an interrupted run resumes from it). */
@@ -79,6 +85,12 @@ export interface SamplerConditioning {
    * trajectory, or one that adds stored noise maps. Returns the latents to go on with.
    */
   afterStep?: (step: number, latents: Float32Array) => Float32Array;
+  /**
+   * Sampling starts at this step index (default 0) from `start` (default the inversion's z_T), the
+   * latent at timesteps[startStep]: e.g. SDEdit's noised image latent at its strength.
+   */
+  startStep?: number;
+  start?: Float32Array;
 }
 
 export interface InversionMethodModule<S extends InversionSettings = InversionSettings> {
