@@ -297,6 +297,7 @@ export class NullTextPipeline {
       cond,
       uncond,
       embeddingShape: this.embeddingShape,
+      latentShape: this.latentShape,
       pivots: async () => {
         if (pivots) return pivots;
         const t1 = performance.now();

@@ -53,6 +53,8 @@ export interface InversionRun<S extends InversionSettings = InversionSettings> {
   uncond: Float32Array;
   /** [L, D] of the text embeddings. */
   embeddingShape: [number, number];
+  /** [C, h, w] of the latents (z_0, the pivots, z_T). */
+  latentShape: [number, number, number];
   /** The DDIM trajectory [z*_0 … z*_T] at guidance 1 (computed once, kept in the resume state). */
   pivots(): Promise<Float32Array[]>;
   /**
