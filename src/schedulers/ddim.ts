@@ -13,6 +13,7 @@
  *   for (const t of schedule.timesteps) latents = ddimStep(schedule, unet(latents, t), t, latents).prevSample;
  *
  * `ddimStepCoefficients` gives the same step as two scalars, for callers that build it from graph ops.
+ * `ddimStepEta` is the stochastic step of eq. 12 with sigma_t(eta) of eq. 16 (eta > 0), with the caller's noise.
  */
 
 export type BetaSchedule = "linear" | "scaled_linear" | "squaredcos_cap_v2";
@@ -484,6 +485,8 @@ function ddimTransition(
   predictionType: PredictionType,
   clipRange: number | null,
   caller: string,
+  /** The coefficient of eps in x_to: sqrt(1 - a_to) (eta = 0), or sqrt(1 - a_to - sigma²) (ddimStepEta). */
+  direction?: number,
 ): { moved: Float32Array; predOriginalSample: Float32Array } {
   if (modelOutput.length !== sample.length) {
     throw new Error(`${caller}: modelOutput has ${modelOutput.length} values but sample has ${sample.length}`);
@@ -491,7 +494,7 @@ function ddimTransition(
   const sqrtAlphaFrom = f32(Math.sqrt(alphaFrom));
   const sqrtBetaFrom = f32(Math.sqrt(f32(1 - alphaFrom)));
   const sqrtAlphaTo = f32(Math.sqrt(alphaTo));
-  const sqrtBetaTo = f32(Math.sqrt(f32(1 - alphaTo)));
+  const sqrtBetaTo = direction ?? f32(Math.sqrt(f32(1 - alphaTo)));
   const clip = clipRange === null ? null : f32(clipRange);
   const moved = new Float32Array(sample.length);
   const predOriginalSample = new Float32Array(sample.length);
@@ -539,6 +542,71 @@ export function ddimStep(
   const clipRange = config.clip_sample ? config.clip_sample_range : null;
   const result = ddimTransition(alphaFrom, alphaTo, modelOutput, sample, config.prediction_type, clipRange, "ddimStep");
   return { prevSample: result.moved, predOriginalSample: result.predOriginalSample };
+}
+
+/**
+ * The variance of the DDIM step at `timestep` (`DDIMScheduler._get_variance`, float32 as diffusers computes it):
+ * sigma_t(1)² = (1 - a_prev) / (1 - a_t) · (1 - a_t / a_prev), DDIM eq. 16 with eta = 1, which for adjacent
+ * training steps is the DDPM posterior variance beta-tilde_t (Ho et al. 2020, eq. 7).
+ */
+export function ddimVariance(schedule: DDIMSchedule, timestep: number): number {
+  const { alphaFrom: alphaT, alphaTo: alphaPrev } = stepAlphas(schedule, timestep, "denoise");
+  const betaT = f32(1 - alphaT);
+  const betaPrev = f32(1 - alphaPrev);
+  return f32(f32(betaPrev / betaT) * f32(1 - f32(alphaT / alphaPrev)));
+}
+
+export interface DDIMEtaStepOutput extends DDIMStepOutput {
+  /** sigma_t(eta) = eta · sqrt(variance) (diffusers' std_dev_t). */
+  readonly stdDev: number;
+  /** The step's mean: sqrt(a_prev) · x_0 + sqrt(1 - a_prev - sigma²) · eps, before sigma · noise is added. */
+  readonly mean: Float32Array;
+}
+
+/**
+ * One denoising step with eta ≥ 0, `DDIMScheduler.step(model_output, timestep, sample, eta, variance_noise=noise)`
+ * of diffusers 0.21 (use_clipped_model_output false): DDIM eq. 12 with sigma_t(eta) of eq. 16,
+ *
+ *   x_prev = sqrt(a_prev) · x_0 + sqrt(1 - a_prev - sigma_t²) · eps + sigma_t · noise,
+ *   sigma_t = eta · sqrt((1 - a_prev) / (1 - a_t) · (1 - a_t / a_prev)),
+ *
+ * in diffusers' float32 operation order (eta = 0 gives `ddimStep` bit for bit; eta = 1 is the DDPM-like sampler
+ * that edit-friendly DDPM inversion inverts). The noise is the caller's (seeded, or a stored noise map): unlike
+ * diffusers, which draws it when none is given, a step with sigma_t > 0 and no noise returns the mean as
+ * prevSample, and `mean` is returned either way.
+ */
+export function ddimStepEta(
+  schedule: DDIMSchedule,
+  modelOutput: Float32Array,
+  timestep: number,
+  sample: Float32Array,
+  eta: number,
+  noise?: Float32Array,
+): DDIMEtaStepOutput {
+  if (!(Number.isFinite(eta) && eta >= 0)) throw new Error(`ddimStepEta: eta ${eta} is not a number ≥ 0`);
+  if (noise && noise.length !== sample.length)
+    throw new Error(`ddimStepEta: noise has ${noise.length} values but sample has ${sample.length}`);
+  const { alphaFrom, alphaTo } = stepAlphas(schedule, timestep, "denoise");
+  const { config } = schedule;
+  const stdDev = f32(f32(eta) * f32(Math.sqrt(ddimVariance(schedule, timestep))));
+  const direction = f32(Math.sqrt(f32(f32(1 - alphaTo) - f32(stdDev * stdDev))));
+  const clipRange = config.clip_sample ? config.clip_sample_range : null;
+  const { moved: mean, predOriginalSample } = ddimTransition(
+    alphaFrom,
+    alphaTo,
+    modelOutput,
+    sample,
+    config.prediction_type,
+    clipRange,
+    "ddimStepEta",
+    direction,
+  );
+  let prevSample = mean;
+  if (noise && eta > 0) {
+    prevSample = new Float32Array(mean.length);
+    for (let i = 0; i < mean.length; i++) prevSample[i] = f32(mean[i]! + f32(stdDev * noise[i]!));
+  }
+  return { prevSample, predOriginalSample, stdDev, mean };
 }
 
 export interface DDIMInvertOutput {
