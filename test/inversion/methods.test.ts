@@ -15,7 +15,7 @@ const fill = (n: number, v: number) => new Float32Array(n).fill(v);
 
 describe("inversion methods", () => {
   it("registers the paper's method, its baselines and ablations, each with valid defaults", () => {
-    expect([...METHODS.keys()]).toEqual(["nti", "npi", "ddim", "nti-global", "nti-conditional"]);
+    expect([...METHODS.keys()]).toEqual(["nti", "npi", "ddim", "nti-global", "nti-conditional", "direct", "sdedit"]);
     for (const m of METHODS.values()) {
       expect(m.defaults.steps).toBe(50);
       expect(m.defaults.guidance).toBe(7.5);
@@ -47,7 +47,7 @@ describe("inversion methods", () => {
     const cases: [Record<string, unknown>, RegExp][] = [
       [
         { method: "magic" },
-        /unknown inversion method "magic" \(methods: nti, npi, ddim, nti-global, nti-conditional\)/,
+        /unknown inversion method "magic" \(methods: nti, npi, ddim, nti-global, nti-conditional, direct, sdedit\)/,
       ],
       [{ method: 3 }, /method 3 is not a method id/],
       [{ steps: 1.5 }, /steps 1\.5 is invalid \(an integer in 1\.\.1000\)/],
