@@ -376,13 +376,14 @@ export class NullTextPipeline {
   /** The reconstructed latent z_0 (scaled), before decoding. */
   async reconstructLatent(inv: Inversion, o: SampleCallOptions = {}): Promise<Float32Array> {
     this.checkInversion(inv);
-    const { nulls, source, afterStep, startStep, start } = await this.conditioning(inv);
+    const { nulls, source, afterStep, startStep, start, sampler } = await this.conditioning(inv);
     const [cond] = await this.encodePrompts([inv.prompt]);
     const latents = await sample({
       denoiser: await this.denoiser(1, false),
       schedule: this.schedule(inv.settings.steps),
       zT: start ?? inv.zT,
       startStep,
+      sampler,
       nullEmbeddings: nulls,
       promptEmbeddings: [cond as Float32Array],
       sourceEmbeddings: source,
@@ -407,7 +408,7 @@ export class NullTextPipeline {
     for (const e of edits) this.tokenize(e.prompt);
     const nullSteps = o.nullSteps ?? EDIT_NULL_STEPS;
     if (!(nullSteps >= 0 && nullSteps <= 1)) throw new Error(`nullSteps ${nullSteps}: expected a fraction in [0, 1]`);
-    const { nulls, source, empty, afterStep, startStep, start } = await this.conditioning(inv);
+    const { nulls, source, empty, afterStep, startStep, start, sampler } = await this.conditioning(inv);
     const prompts = [inv.prompt, ...edits.map((e) => e.prompt)];
     const embeddings = await this.encodePrompts(prompts);
     const steps = inv.settings.steps;
@@ -421,6 +422,7 @@ export class NullTextPipeline {
       schedule: this.schedule(steps),
       zT: start ?? inv.zT,
       startStep,
+      sampler,
       nullEmbeddings: nulls,
       editNullEmbeddings: editNulls,
       promptEmbeddings: embeddings,

@@ -31,6 +31,8 @@ export interface SampleOptions {
   afterStep?: (step: number, latents: Float32Array) => Float32Array;
   /** Step index sampling starts at, z_T then being the latent at timesteps[startStep] (SDEdit; default 0). */
   startStep?: number;
+  /** The inversion method's own step in place of DDIM η = 0 (see MethodSampler). */
+  sampler?: MethodSampler;
   onStep?: (step: number, total: number) => void;
   /** Receives each edit's local-blend mask (latent resolution) after every blended step. */
   onBlendMasks?: (masks: Uint8Array[]) => void;
@@ -39,6 +41,37 @@ export interface SampleOptions {
    * averaged over heads and the layers at the blend resolution r), e.g. to show them per token.
    */
   onAttentionMaps?: (step: number, maps: Float32Array) => void;
+}
+
+/**
+ * A sampler step other than DDIM η = 0, given by an inversion method (SamplerConditioning.sampler):
+ * e.g. the η = 1 step with stored noise maps (edit-friendly DDPM inversion) or EDICT's coupled
+ * latents. The loop keeps the conditioning (nulls, prompts, guidance), the attention control, local
+ * blending, afterStep and the callbacks; the method says how the latents move from step to step.
+ */
+export interface MethodSampler {
+  /** Begins one sampling of N prompts (the source first) from z_T [N, C, h, w]. */
+  begin(zT: Float32Array, prompts: number): MethodSamplerRun;
+}
+
+export interface MethodSamplerRun {
+  /**
+   * Step i at timestep t: returns the latents [N, C, h, w] at the next level. eps(x) is the guided ε
+   * of latents x [N, C, h, w] at t with this step's conditioning and attention control, one batched
+   * UNet evaluation per call; the attention maps of the last call drive local blending.
+   */
+  step(
+    i: number,
+    t: number,
+    latents: Float32Array,
+    eps: (x: Float32Array) => Promise<Float32Array>,
+  ): Promise<Float32Array>;
+  /**
+   * Local blending has just reset the edited prompts' latents outside these masks (one per edit, at
+   * latent resolution) to the source's; a sampler with latents of its own (EDICT's second sequence)
+   * does the same to them.
+   */
+  blended?(masks: readonly Uint8Array[]): void;
 }
 
 /** Returns the N final latents z_0, stacked. */
@@ -72,20 +105,31 @@ export async function sample(o: SampleOptions): Promise<Float32Array> {
   const control = o.edit && denoiser.controller?.begin(o.edit, [c, h, w]);
   const atStep = (nulls: readonly Float32Array[] | Float32Array, i: number): Float32Array =>
     Array.isArray(nulls) ? (nulls[i] as Float32Array) : (nulls as Float32Array);
+  const run = o.sampler?.begin(latents, N);
   for (let i = first; i < steps; i++) {
     const t = schedule.timesteps[i] as number;
     const sourceNull = atStep(o.nullEmbeddings, i);
     const editNull = atStep(o.editNullEmbeddings ?? o.nullEmbeddings, i);
     for (let n = 0; n < N; n++) context.set(n === 0 ? sourceNull : editNull, n * embedding);
     if (o.sourceEmbeddings) context.set(o.sourceEmbeddings[i] as Float32Array, N * embedding);
-    const { eps, outputs } = await denoiser.eps(latents, t, context, o.guidance, control?.feeds(i));
+    let outputs: Record<string, Float32Array> = {};
+    const guidedEps = async (x: Float32Array): Promise<Float32Array> => {
+      const result = await denoiser.eps(x, t, context, o.guidance, control?.feeds(i));
+      outputs = result.outputs;
+      return result.eps;
+    };
+    latents = run
+      ? await run.step(i, t, latents, guidedEps)
+      : ddimStep(schedule, await guidedEps(latents), t, latents).prevSample;
     if (outputs.maps) o.onAttentionMaps?.(i, outputs.maps);
-    latents = ddimStep(schedule, eps, t, latents).prevSample;
     if (o.afterStep) latents = o.afterStep(i, latents);
     if (control) {
       const blended = control.afterStep(latents, outputs, i);
       latents = blended.latents;
-      if (blended.masks) o.onBlendMasks?.(blended.masks);
+      if (blended.masks) {
+        run?.blended?.(blended.masks);
+        o.onBlendMasks?.(blended.masks);
+      }
     }
     o.onStep?.(i + 1, steps);
   }

@@ -8,6 +8,7 @@
  * A method is a plain object, as a k-diffusion sampler is a plain function and a diffusers scheduler
  * one file behind SchedulerMixin.
  */
+import type { MethodSampler } from "../editing/sample.js";
 import type { DDIMSchedule } from "../schedulers/ddim.js";
 import type { GuidedStep } from "./guided_step.js";
 
@@ -93,6 +94,13 @@ export interface SamplerConditioning {
    */
   startStep?: number;
   start?: Float32Array;
+  /**
+   * The method's own sampler step in place of DDIM η = 0 (editing/sample.ts, MethodSampler), begun
+   * afresh for every sampling: e.g. the η = 1 step with the stored noise maps (ddpm) or EDICT's
+   * coupled latent pair (edict). Conditioning, guidance, Prompt-to-Prompt control and local blending
+   * stay the loop's.
+   */
+  sampler?: MethodSampler;
 }
 
 export interface InversionMethodModule<S extends InversionSettings = InversionSettings> {

@@ -105,7 +105,7 @@ describe("inversion methods", () => {
       latentShape: [1, 1, 1],
       async eps(latents: Float32Array) {
         seen.push(Array.from(latents));
-        return { eps: new Float32Array(latents.length) };
+        return { eps: new Float32Array(latents.length), outputs: {} };
       },
     } as unknown as Denoiser;
     const calls: number[] = [];
