@@ -50,8 +50,8 @@ export interface SampleOptions {
  * blending, afterStep and the callbacks; the method says how the latents move from step to step.
  */
 export interface MethodSampler {
-  /** Begins one sampling of N prompts (the source first) from z_T [N, C, h, w]. */
-  begin(zT: Float32Array, prompts: number): MethodSamplerRun;
+  /** Begins one sampling of N prompts (the source first) from z_T [N, C, h, w] on `schedule`. */
+  begin(zT: Float32Array, prompts: number, schedule: DDIMSchedule): MethodSamplerRun;
 }
 
 export interface MethodSamplerRun {
@@ -105,7 +105,7 @@ export async function sample(o: SampleOptions): Promise<Float32Array> {
   const control = o.edit && denoiser.controller?.begin(o.edit, [c, h, w]);
   const atStep = (nulls: readonly Float32Array[] | Float32Array, i: number): Float32Array =>
     Array.isArray(nulls) ? (nulls[i] as Float32Array) : (nulls as Float32Array);
-  const run = o.sampler?.begin(latents, N);
+  const run = o.sampler?.begin(latents, N, schedule);
   for (let i = first; i < steps; i++) {
     const t = schedule.timesteps[i] as number;
     const sourceNull = atStep(o.nullEmbeddings, i);
