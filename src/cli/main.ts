@@ -11,6 +11,7 @@ import { type Inversion, readInversion } from "../inversion/file.js";
 import { DEFAULT_METHOD, METHODS, resolveSettings } from "../inversion/registry.js";
 import { editJob, generateJob, invertJob, reconstructJob } from "../jobs/index.js";
 import { EDIT_NULL_STEPS, NullTextPipeline } from "../pipeline.js";
+import { serve } from "../server/cli.js";
 import { runDemo } from "./demo.js";
 import { progressPrinter } from "./progress.js";
 
@@ -32,6 +33,10 @@ usage:
   nulltext reconstruct INVERSION --out PNG
   nulltext generate --prompt TEXT --out PNG [--seed N]
   nulltext info [MODEL]
+  nulltext serve [--port 7860] [--host 127.0.0.1] [--data DIR] [--token T]
+                      the web app (invert, edit, attention maps, a library of inversions);
+                      --data: where jobs and inversions are kept (default ./nulltext-data);
+                      a host other than loopback needs --token (a bearer token, or the printed URL)
 
 common options:
   --model PATH        diffusers folder or single .safetensors checkpoint (default: the built-in model)
@@ -118,6 +123,10 @@ function parse(argv: string[]): Parsed {
       "cross-steps": { type: "string" },
       "self-steps": { type: "string" },
       "null-steps": { type: "string" },
+      port: { type: "string" },
+      host: { type: "string" },
+      data: { type: "string" },
+      token: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   }) as Parsed;
@@ -384,9 +393,23 @@ export async function main(argv: string[]): Promise<number> {
           unetWeights: unetWeights(parsed.values),
         });
         break;
+      case "serve":
+        await serve({
+          model: str(parsed.values.model) ?? DEFAULT_MODEL,
+          pipeline: {
+            configFrom: str(parsed.values["config-from"]),
+            threads: num(parsed.values.threads, "threads", (n) => Number.isInteger(n) && n > 0),
+            unetWeights: unetWeights(parsed.values),
+          },
+          port: num(parsed.values.port, "port", (n) => Number.isInteger(n) && n >= 0 && n < 65536),
+          host: str(parsed.values.host),
+          data: str(parsed.values.data),
+          token: str(parsed.values.token),
+        });
+        break;
       default:
         throw new UsageError(
-          `unknown command '${command}' (commands: demo, invert, edit, reconstruct, generate, info)`,
+          `unknown command '${command}' (commands: demo, invert, edit, reconstruct, generate, info, serve)`,
         );
     }
     return 0;
