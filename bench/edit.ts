@@ -7,6 +7,7 @@
  * Each row runs in its own process, so its peak RSS is its own. Seconds per step are the median
  * over the steps after the first (which includes ORT's first-run allocations).
  * Usage: npm run bench:edit [-- --steps N] [-- --rows guided,p2p] [-- --json]
+ *        [-- --mem-pattern | --no-mem-pattern] (ORT's memory pattern; the denoiser's default is off)
  */
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";

@@ -19,7 +19,7 @@ function recordingDenoiser(prompts: number): { denoiser: Denoiser; calls: number
     blendResolution: 0,
     async eps(latents: Float32Array, _t: number, context: Float32Array) {
       calls.push(Array.from({ length: 2 * prompts }, (_, r) => context[r * L] as number));
-      return { eps: new Float32Array(latents.length) };
+      return { eps: new Float32Array(latents.length), outputs: {} };
     },
   } as unknown as Denoiser;
   return { denoiser, calls };

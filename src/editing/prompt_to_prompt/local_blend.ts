@@ -6,10 +6,10 @@
  *   α = B(M̄_t, w) ∪ B(M̄*_t, w*)
  *   z*_{t−1} ← (1 − α) ⊙ z_{t−1} + α ⊙ z*_{t−1}
  *
- * where M̄_t is the source's cross-attention map of the words w summed over the steps so far and the
- * layers at one resolution (the official AttentionStore), M̄*_t the edited prompt's for w*, and B
- * max-pools (3×3), upsamples to the latent, divides by the maximum and thresholds. With subtract
- * words, their region (the same way, without pooling) is taken out of α.
+ * where M̄_t is the source's cross-attention map of the words w (averaged over heads and the layers
+ * at one resolution, summed over the steps so far: the official AttentionStore), M̄*_t the edited
+ * prompt's for w*, and B max-pools (3×3), upsamples to the latent, divides by the maximum and
+ * thresholds. With subtract words, their region (the same way, without pooling) is taken out of α.
  */
 import type { ClipTokenizer } from "../../models/clip_tokenizer.js";
 import type { UNet2DConditionConfig } from "../../models/unet.js";
