@@ -1,0 +1,232 @@
+/**
+ * Direct Inversion (inversion/methods/direct.ts): the correction on hand-computed latents; exact
+ * reconstruction of the encoded latent on the parity model (128×128) and the built-in model (64×64),
+ * also at another guidance and under every Prompt-to-Prompt control (the source branch of an edit);
+ * the inversion file's round trip in float32 (bit-exact reconstruction) and float16 (within the
+ * float16 rounding of z_0); bad settings and stored tensors named; and the command line end to end.
+ *
+ * Measured bound: the reconstruction equals the encoded latent z_0 bit for bit (max |Δ| = 0) in
+ * float32, because the last correction sets the source branch to z*_0 = z_0; with the float16 file
+ * it is z_0 rounded to float16 (|Δ| ≤ 2^-11·|z_0|).
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { DEFAULT_MODEL, main } from "../../../src/cli/main.js";
+import { psnr, type RgbImage, readImage, writePng } from "../../../src/image/index.js";
+import { decodeInversion, encodeInversion, readInversion } from "../../../src/inversion/file.js";
+import { pullBack } from "../../../src/inversion/methods/direct.js";
+import { getMethod, resolveSettings } from "../../../src/inversion/registry.js";
+import { NullTextPipeline } from "../../../src/pipeline.js";
+import { randomScene, renderScene, scenePrompt } from "../../../src/scenes/index.js";
+
+const PARITY = fileURLToPath(new URL("../../../../shared/parity/model", import.meta.url));
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nulltext-direct-"));
+const at = (name: string) => path.join(dir, name);
+const maxDiff = (a: Float32Array, b: Float32Array) => {
+  expect(a.length).toBe(b.length);
+  return a.reduce((m, v, i) => Math.max(m, Math.abs(v - (b[i] as number))), 0);
+};
+
+describe("direct: the correction", () => {
+  it("sets the source onto the pivot of the step, and adds the same difference to the edits only with correctEdits", () => {
+    // 2 steps of latents of 2 values; pivots z*_0 = (1, 2), z*_1 = (3, 4)
+    const pivots = { shape: [2, 2, 1, 1], data: Float32Array.of(1, 2, 3, 4) };
+    const latents = Float32Array.of(10, 20, 30, 50); // source (10, 20), edit (30, 50)
+    // step 0 lands on z*_1, step 1 on z*_0
+    expect(Array.from(pullBack(pivots, 2, false)(0, latents))).toEqual([3, 4, 30, 50]);
+    expect(Array.from(pullBack(pivots, 2, false)(1, latents))).toEqual([1, 2, 30, 50]);
+    // add-target: the edit moves by z*_0 − source = (−9, −18)
+    expect(Array.from(pullBack(pivots, 2, true)(1, latents))).toEqual([1, 2, 21, 32]);
+    expect(Array.from(latents)).toEqual([10, 20, 30, 50]); // the input is left as it was
+    expect(() => pullBack(pivots, 2, false)(0, Float32Array.of(1, 2, 3))).toThrow(
+      /3 latent values are not whole latents of 2/,
+    );
+    expect(() => pullBack(pivots, 2, false)(2, latents)).toThrow(/step 2 is outside the 2 stored steps/);
+  });
+
+  it("answers bad settings and stored tensors with what is wrong", () => {
+    expect(resolveSettings({ method: "direct" })).toEqual({
+      method: "direct",
+      steps: 50,
+      guidance: 7.5,
+      correctEdits: false,
+    });
+    expect(() => resolveSettings({ method: "direct", correctEdits: "yes" })).toThrow(
+      /setting 'correctEdits' is "yes", expected a boolean/,
+    );
+    expect(() => resolveSettings({ method: "direct", steps: 0 })).toThrow(/steps 0 is invalid/);
+    expect(() => resolveSettings({ method: "direct", strength: 0.5 })).toThrow(
+      /setting 'strength' applies to sdedit, not to direct/,
+    );
+    expect(() => resolveSettings({ method: "nti", correctEdits: true })).toThrow(
+      /setting 'correctEdits' applies to direct, not to nti/,
+    );
+    const direct = getMethod("direct");
+    const settings = resolveSettings({ method: "direct", steps: 3 });
+    expect(() => direct.checkStored({}, settings, [77, 8])).toThrow(/stores 'pivots', which is missing/);
+    expect(() =>
+      direct.checkStored({ pivots: { shape: [2, 4, 8, 8], data: new Float32Array(512) } }, settings, [77, 8]),
+    ).toThrow(/'pivots' has shape \[2,4,8,8\], expected \[3, C, h, w\]/);
+  });
+});
+
+describe("direct on the parity model", () => {
+  let pipe: NullTextPipeline;
+  let image: RgbImage;
+  const prompt = "a photo of a cat";
+  beforeAll(async () => {
+    pipe = await NullTextPipeline.load(PARITY, { threads: 2 });
+    const r = pipe.resolution;
+    image = { width: r, height: r, data: new Uint8Array(r * r * 3).map((_, i) => (i * 7919) % 251) };
+  });
+  afterAll(async () => pipe.release());
+
+  it("reconstructs the encoded latent bit for bit, at any guidance, and as the source of every kind of edit", async () => {
+    const { inversion, stats } = await pipe.invert(image, prompt, { method: "direct", steps: 4 });
+    // the DDIM inversion only: no optimisation, no extra pass
+    expect([stats.unetEvals, stats.vjps]).toEqual([4, 0]);
+    expect(inversion.tensors.pivots?.shape).toEqual([4, ...pipe.latentShape]);
+    const z0 = await pipe.encodeImage(image);
+    expect(maxDiff(await pipe.reconstructLatent(inversion), z0)).toBe(0);
+    expect(maxDiff(await pipe.reconstructLatent(inversion, { guidance: 2 }), z0)).toBe(0);
+    const size = z0.length;
+    const edits = [
+      { prompt: "a photo of a dog", mode: "replace" as const },
+      { prompt: "a photo of a small cat", mode: "refine" as const, reweight: [{ word: "small", scale: 2 }] },
+    ];
+    const plain = await pipe.editLatents(inversion, edits, {});
+    const controlled = await pipe.editLatents(inversion, edits, {
+      localBlend: { words: [["cat"], ["dog"], ["cat"]] },
+      crossReplaceSteps: { default: 0.5, words: { dog: 1 } },
+      selfReplaceSteps: [0.25, 0.75],
+    });
+    for (const latents of [plain, controlled]) {
+      expect(maxDiff(latents.subarray(0, size), z0)).toBe(0);
+      // the edits are sampled, not copied
+      expect(maxDiff(latents.subarray(size, 2 * size), z0)).toBeGreaterThan(1e-3);
+    }
+    // add-target: the edits get the source's corrections, so they differ from the paper's edits
+    const addTarget = await pipe.invert(image, prompt, { method: "direct", steps: 4, correctEdits: true });
+    const corrected = await pipe.editLatents(addTarget.inversion, edits, {});
+    expect(maxDiff(corrected.subarray(0, size), z0)).toBe(0);
+    expect(maxDiff(corrected.subarray(size), plain.subarray(size))).toBeGreaterThan(1e-3);
+  });
+
+  it("round-trips the inversion file: float32 bit-exact, float16 within z_0's float16 rounding", async () => {
+    const { inversion } = await pipe.invert(image, prompt, { method: "direct", steps: 3 });
+    const z0 = await pipe.encodeImage(image);
+    const back = decodeInversion(encodeInversion(inversion));
+    expect(back.settings).toEqual(inversion.settings);
+    expect(maxDiff(back.tensors.pivots?.data as Float32Array, inversion.tensors.pivots?.data as Float32Array)).toBe(0);
+    expect(maxDiff(await pipe.reconstructLatent(back), z0)).toBe(0);
+    const half = decodeInversion(encodeInversion(inversion, { float16: true }));
+    const rec = await pipe.reconstructLatent(half);
+    let worst = 0;
+    rec.forEach((v, i) => {
+      const z = z0[i] as number;
+      worst = Math.max(worst, Math.abs(v - z) / Math.max(Math.abs(z), 2 ** -14));
+    });
+    expect(worst).toBeGreaterThan(0); // float16 does round
+    expect(worst).toBeLessThanOrEqual(2 ** -11);
+    // a file whose stored pivots are missing is refused with the method's message
+    const broken = encodeInversion({ ...inversion, tensors: {} });
+    expect(() => decodeInversion(broken)).toThrow(/stores 'pivots', which is missing/);
+  });
+
+  it("runs from the command line: invert --method direct, edit, reconstruct", async () => {
+    const r = pipe.resolution;
+    await writePng(at("photo.png"), image);
+    const common = ["--model", PARITY, "--threads", "2"];
+    const cli = async (...args: string[]) => {
+      const err: string[] = [];
+      const e = vi.spyOn(console, "error").mockImplementation((...a) => void err.push(a.join(" ")));
+      const o = vi.spyOn(console, "log").mockImplementation(() => {});
+      const s = vi.spyOn(process.stderr, "write").mockImplementation(() => true);
+      try {
+        return { rc: await main(args), err: err.join("\n") };
+      } finally {
+        e.mockRestore();
+        o.mockRestore();
+        s.mockRestore();
+      }
+    };
+    const inv = at("photo.nti");
+    const inverted = await cli(
+      "invert",
+      at("photo.png"),
+      "--prompt",
+      prompt,
+      "--out",
+      inv,
+      "--method",
+      "direct",
+      "--steps",
+      "4",
+      ...common,
+    );
+    expect(inverted.err).toBe("");
+    expect(inverted.rc).toBe(0);
+    const stored = readInversion(inv);
+    expect(stored.settings).toEqual({ method: "direct", steps: 4, guidance: 7.5, correctEdits: false });
+    expect(stored.tensors.pivots?.shape).toEqual([4, ...pipe.latentShape]);
+    const edited = await cli(
+      "edit",
+      inv,
+      "--prompt",
+      "a photo of a dog",
+      "--blend",
+      "cat:dog",
+      "--out",
+      at("dog.png"),
+      ...common,
+    );
+    expect(edited.err).toBe("");
+    expect(edited.rc).toBe(0);
+    expect((await readImage(at("dog.png"))).width).toBe(r);
+    const rec = await cli("reconstruct", inv, "--out", at("rec.png"), ...common);
+    expect(rec.rc).toBe(0);
+    // the reconstruction is the VAE's own round trip of the image
+    const [vae] = await pipe.decodeLatents(await pipe.encodeImage(image));
+    const png = await readImage(at("rec.png"));
+    expect(psnr(png, vae as RgbImage)).toBeGreaterThan(50);
+    expect(
+      (
+        await cli(
+          "invert",
+          at("photo.png"),
+          "--prompt",
+          prompt,
+          "--out",
+          at("x.nti"),
+          "--method",
+          "direct",
+          "--strength",
+          "0.5",
+          ...common,
+        )
+      ).err,
+    ).toMatch(/strength.*applies to sdedit, not to direct|--strength/);
+  });
+});
+
+describe("direct on the built-in model", () => {
+  let pipe: NullTextPipeline;
+  beforeAll(async () => {
+    pipe = await NullTextPipeline.load(DEFAULT_MODEL);
+  });
+  afterAll(async () => pipe.release());
+
+  it("reconstructs the encoded latent bit for bit; the decoded image is the VAE's round trip", async () => {
+    const scene = randomScene(7, { objects: "any" });
+    const image = renderScene(scene, pipe.resolution);
+    const { inversion } = await pipe.invert(image, scenePrompt(scene), { method: "direct", steps: 10 });
+    const z0 = await pipe.encodeImage(image);
+    const rec = await pipe.reconstructLatent(inversion);
+    expect(maxDiff(rec, z0)).toBe(0);
+    const [a, b] = await pipe.decodeLatents(Float32Array.of(...rec, ...z0));
+    expect(psnr(a as RgbImage, image)).toBe(psnr(b as RgbImage, image));
+  });
+});
