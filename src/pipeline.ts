@@ -107,6 +107,11 @@ export class NullTextPipeline {
 
   /** Loads a model: a diffusers folder or single-file checkpoint by path, or from bytes or byte-range readers (ModelSource). */
   static async load(source: ModelSource, options: PipelineOptions = {}): Promise<NullTextPipeline> {
+    // More threads than 4× the CPUs only cost memory (each has its buffers): refused before loading.
+    const cpus = getPlatform().defaultThreads();
+    const t = options.threads;
+    if (t !== undefined && !(Number.isInteger(t) && t >= 1 && t <= 4 * cpus))
+      throw new Error(`threads ${t}: expected an integer in 1..${4 * cpus} (4× the ${cpus} CPUs)`);
     const pipe = new NullTextPipeline(await loadStableDiffusion(source, options), options);
     const grid = pipe.model.vae.downscale * pipe.model.unet.sizeMultiple;
     const r = pipe.resolution;
