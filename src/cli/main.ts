@@ -3,13 +3,14 @@
  * Run `nulltext help` for usage.
  */
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import type { EditPrompt, PromptToPromptOptions } from "../editing/prompt_to_prompt.js";
 import { type FitMode, fitToSquare, readImage } from "../image/index.js";
-import { type Inversion, readInversion } from "../inversion/file.js";
+import { type Inversion, ModelMismatchError, readInversion } from "../inversion/file.js";
 import { DEFAULT_METHOD, METHODS, resolveSettings } from "../inversion/registry.js";
-import { editJob, generateJob, invertJob, reconstructJob } from "../jobs/index.js";
+import { checkOutputs, editJob, generateJob, invertJob, OutputError, reconstructJob } from "../jobs/index.js";
 import { EDIT_NULL_STEPS, NullTextPipeline } from "../pipeline.js";
 import { serve } from "../server/cli.js";
 import { runDemo } from "./demo.js";
@@ -42,7 +43,7 @@ common options:
   --model PATH        diffusers folder or single .safetensors checkpoint (default: the built-in model)
   --config-from DIR   configs and tokenizer for a single-file checkpoint
   --steps N           DDIM steps (default 50)         --guidance W     guidance scale (default 7.5)
-  --threads N         ONNX Runtime threads (default: all CPUs)
+  --threads N         ONNX Runtime threads, 1..4× the CPUs (default: all CPUs)
   --unet-weights M    auto (default: shared for models over 1 GiB of weights, else per-session)
                       | shared (one copy fed to all UNet sessions: least memory)
                       | per-session (ORT's own reordered copies: faster for small models, ~1.5× the memory)
@@ -94,6 +95,38 @@ function methodUsage(): string {
 interface Parsed {
   values: Record<string, string | string[] | boolean | undefined>;
   positionals: string[];
+  /** Stops the command's job (a signal, the parent process gone). */
+  signal?: AbortSignal;
+}
+
+/** The positional arguments each command takes, by name (more is an error). */
+const POSITIONALS: Record<string, string[]> = {
+  invert: ["IMAGE"],
+  edit: ["INVERSION"],
+  reconstruct: ["INVERSION"],
+  generate: [],
+  info: ["MODEL"],
+  demo: [],
+};
+
+function checkPositionals(command: string, positionals: string[]): void {
+  const names = POSITIONALS[command] ?? [];
+  if (positionals.length <= names.length) return;
+  const extra = positionals.slice(names.length).map((a) => JSON.stringify(a));
+  throw new UsageError(
+    `${command} takes ${names.length ? names.join(" ") : "no positional argument"}; unexpected ${extra.join(", ")} (quote a prompt with spaces: --prompt "a cat")`,
+  );
+}
+
+/** --threads: an integer in 1..4× the CPUs (more only costs memory: every thread has its buffers). */
+function threads(values: Parsed["values"]): number | undefined {
+  const cpus = os.availableParallelism();
+  return num(
+    values.threads,
+    "threads",
+    (n) => Number.isInteger(n) && n >= 1 && n <= 4 * cpus,
+    `an integer in 1..${4 * cpus} (4× the ${cpus} CPUs)`,
+  );
 }
 
 function parse(argv: string[]): Parsed {
@@ -132,10 +165,16 @@ function parse(argv: string[]): Parsed {
   }) as Parsed;
 }
 
-function num(v: unknown, name: string, check: (n: number) => boolean = Number.isFinite): number | undefined {
+function num(
+  v: unknown,
+  name: string,
+  check: (n: number) => boolean = Number.isFinite,
+  expected = "a number",
+): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!check(n)) throw new UsageError(`--${name} ${v} is not valid`);
+  if (typeof v !== "string" || v.trim() === "" || !check(n))
+    throw new UsageError(`--${name} ${v} is not valid: expected ${expected}`);
   return n;
 }
 
@@ -149,7 +188,7 @@ async function pipelineFor(values: Parsed["values"]): Promise<NullTextPipeline> 
   const model = str(values.model) ?? DEFAULT_MODEL;
   return NullTextPipeline.load(model, {
     configFrom: str(values["config-from"]),
-    threads: num(values.threads, "threads", (n) => Number.isInteger(n) && n > 0),
+    threads: threads(values),
     unetWeights: unetWeights(values),
   });
 }
@@ -162,11 +201,19 @@ function unetWeights(values: Parsed["values"]): "auto" | "shared" | "per-session
   return v;
 }
 
-function requireOut(values: Parsed["values"], ext: string): string {
+/**
+ * `--out`, checked before anything is loaded (the jobs check every output again, with its sidecars,
+ * and lock it): not an input, not a folder, link or device, in an existing writable folder.
+ */
+function requireOut(values: Parsed["values"], ext: string, inputs: string[] = []): string {
   const out = str(values.out);
   if (!out) throw new UsageError(`--out is required (a ${ext} path)`);
-  const dir = path.dirname(path.resolve(out));
-  if (!fs.existsSync(dir)) throw new UsageError(`--out: folder ${dir} does not exist`);
+  try {
+    checkOutputs([out], inputs);
+  } catch (err) {
+    if (err instanceof OutputError) throw new UsageError(`--out: ${err.message}`);
+    throw err;
+  }
   return out;
 }
 
@@ -207,7 +254,7 @@ async function invert(p: Parsed): Promise<void> {
   if (!imagePath) throw new UsageError("invert needs an IMAGE");
   const prompt = (p.values.prompt as string[] | undefined)?.[0];
   if (prompt === undefined) throw new UsageError("invert needs --prompt (a description of the image)");
-  const out = requireOut(p.values, "inversion file");
+  const out = requireOut(p.values, "inversion file", [imagePath]);
   const fit = (str(p.values.fit) ?? "center-crop") as FitMode;
   if (!["center-crop", "pad", "stretch"].includes(fit))
     throw new UsageError(`--fit ${fit}: use center-crop, pad or stretch`);
@@ -222,6 +269,7 @@ async function invert(p: Parsed): Promise<void> {
       float16: p.values.fp16 === true,
       grid: p.values.grid === true,
       source: path.resolve(imagePath),
+      signal: p.signal,
       onProgress: progressPrinter({ ddim: "DDIM invert", nti: "null-text" }),
       onNote: note,
     });
@@ -254,8 +302,8 @@ function editOptions(
       throw new UsageError(`--reweight: "${r.word}" is in no edited prompt`);
   }
   const p2p: PromptToPromptOptions = {
-    crossReplaceSteps: num(values["cross-steps"], "cross-steps", (n) => n >= 0 && n <= 1),
-    selfReplaceSteps: num(values["self-steps"], "self-steps", (n) => n >= 0 && n <= 1),
+    crossReplaceSteps: num(values["cross-steps"], "cross-steps", (n) => n >= 0 && n <= 1, "a fraction in 0..1"),
+    selfReplaceSteps: num(values["self-steps"], "self-steps", (n) => n >= 0 && n <= 1, "a fraction in 0..1"),
   };
   const blend = str(values.blend);
   if (blend) {
@@ -272,22 +320,42 @@ function editOptions(
   return { edits, p2p };
 }
 
-/** The INVERSION argument, read with the loaded model (so another model's inversion is refused). */
+/** The INVERSION argument (read with the loaded model, see readInversionFor). */
 function inversionArg(p: Parsed): string {
   const [file] = p.positionals;
   if (!file) throw new UsageError("needs an INVERSION file (written by nulltext invert)");
-  if (!fs.existsSync(file)) throw new UsageError(`${file} does not exist`);
+  const kind = fs.statSync(file, { throwIfNoEntry: false });
+  if (!kind) throw new UsageError(`${file} does not exist (expected an inversion file written by nulltext invert)`);
+  if (!kind.isFile())
+    throw new UsageError(`${file} is not a file (expected an inversion file written by nulltext invert)`);
   return file;
+}
+
+/** The inversion, refused when made with another model: the message says which model to pass. */
+function readInversionFor(file: string, pipe: NullTextPipeline, values: Parsed["values"]): Inversion {
+  try {
+    return readInversion(file, pipe.model.fingerprint);
+  } catch (err) {
+    if (!(err instanceof ModelMismatchError)) throw err;
+    const given = str(values.model) !== undefined;
+    const which = err.modelSource
+      ? `run again with --model '${err.modelSource}'`
+      : "run again with --model and the model it was made with (this file does not say which: written by an older nulltext)";
+    throw new Error(
+      `${file} was made with another model (fingerprint ${err.madeWith}) than ${given ? `--model ${str(values.model)}` : "the built-in model (no --model given)"} (fingerprint ${err.loaded}): ${which}, or invert the image again with this model`,
+    );
+  }
 }
 
 async function edit(p: Parsed): Promise<void> {
   const prompts = (p.values.prompt as string[] | undefined) ?? [];
   if (prompts.length === 0) throw new UsageError("edit needs at least one --prompt (the edited prompt)");
-  const out = requireOut(p.values, "PNG");
-  const nullSteps = num(p.values["null-steps"], "null-steps", (n) => n >= 0 && n <= 1) ?? EDIT_NULL_STEPS;
   const file = inversionArg(p);
+  const out = requireOut(p.values, "PNG", [file]);
+  const nullSteps =
+    num(p.values["null-steps"], "null-steps", (n) => n >= 0 && n <= 1, "a fraction in 0..1") ?? EDIT_NULL_STEPS;
   await withPipeline(p.values, async (pipe) => {
-    const inversion: Inversion = readInversion(file, pipe.model.fingerprint);
+    const inversion: Inversion = readInversionFor(file, pipe, p.values);
     const { edits, p2p } = editOptions(p.values, inversion.prompt, prompts);
     const { report } = await editJob(pipe, {
       inversion,
@@ -297,6 +365,9 @@ async function edit(p: Parsed): Promise<void> {
       guidance: num(p.values.guidance, "guidance"),
       out,
       grid: p.values.grid === true,
+      inversionFile: file,
+      signal: p.signal,
+      onNote: note,
       onProgress: progressPrinter({ sample: "edit" }),
     });
     console.log(`wrote ${report.outputs.join(", ")}`);
@@ -304,13 +375,16 @@ async function edit(p: Parsed): Promise<void> {
 }
 
 async function reconstruct(p: Parsed): Promise<void> {
-  const out = requireOut(p.values, "PNG");
   const file = inversionArg(p);
+  const out = requireOut(p.values, "PNG", [file]);
   await withPipeline(p.values, async (pipe) => {
     await reconstructJob(pipe, {
-      inversion: readInversion(file, pipe.model.fingerprint),
+      inversion: readInversionFor(file, pipe, p.values),
       guidance: num(p.values.guidance, "guidance"),
       out,
+      inversionFile: file,
+      signal: p.signal,
+      onNote: note,
       onProgress: progressPrinter({ sample: "reconstruct" }),
     });
     console.log(`wrote ${out}`);
@@ -324,10 +398,12 @@ async function generate(p: Parsed): Promise<void> {
   await withPipeline(p.values, async (pipe) => {
     await generateJob(pipe, {
       prompt,
-      seed: num(p.values.seed, "seed", Number.isInteger) ?? 0,
+      seed: num(p.values.seed, "seed", Number.isInteger, "an integer") ?? 0,
       steps: num(p.values.steps, "steps") ?? 50,
       guidance: num(p.values.guidance, "guidance"),
       out,
+      signal: p.signal,
+      onNote: note,
       onProgress: progressPrinter({ sample: "generate" }),
     });
     console.log(`wrote ${out}`);
@@ -336,7 +412,10 @@ async function generate(p: Parsed): Promise<void> {
 
 async function info(p: Parsed): Promise<void> {
   const source = p.positionals[0] ?? str(p.values.model) ?? DEFAULT_MODEL;
-  const pipe = await NullTextPipeline.load(source, { configFrom: str(p.values["config-from"]) });
+  const pipe = await NullTextPipeline.load(source, {
+    configFrom: str(p.values["config-from"]),
+    threads: threads(p.values),
+  });
   const m = pipe.model;
   console.log(
     JSON.stringify(
@@ -357,18 +436,71 @@ async function info(p: Parsed): Promise<void> {
   );
 }
 
-export async function main(argv: string[]): Promise<number> {
+/** Exit codes of a run stopped by a signal: 128 + the signal's number, as shells report it. */
+const SIGNAL_EXIT: Record<string, number> = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 };
+
+/** Why a run was stopped: the signal's name, or the parent process gone. */
+export class StopRequest extends Error {
+  constructor(
+    readonly signalName: string | undefined,
+    message: string,
+  ) {
+    super(message);
+    this.name = "StopRequest";
+  }
+}
+
+/**
+ * The command as a process runs it (bin/nulltext.js): SIGINT, SIGTERM and SIGHUP stop the job after
+ * it saved its resume state (a second signal a second later stops at once), and when the process
+ * was started by bin/nulltext.js with an IPC channel, the channel closing (its parent died, even by
+ * kill -9) stops it too, so an orphaned worker writes nothing.
+ */
+export async function cli(argv: string[]): Promise<number> {
+  const controller = new AbortController();
+  let firstStop = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (!controller.signal.aborted) {
+      firstStop = Date.now();
+      note(`nulltext: ${signal}: stopping after the current step (an inversion saves its resume state)`);
+      controller.abort(new StopRequest(signal, `stopped by ${signal}`));
+    } else if (Date.now() - firstStop > 1000) {
+      note(`nulltext: ${signal} again: stopping now`);
+      process.exit(SIGNAL_EXIT[signal] ?? 1);
+    }
+  };
+  const signals: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+  for (const s of signals) process.on(s, onSignal);
+  const onDisconnect = () => {
+    controller.abort(new StopRequest(undefined, "the nulltext process that started this worker is gone"));
+    // Atomic writes make a hard stop safe; an orphan must not keep computing for long.
+    setTimeout(() => process.exit(1), 10_000).unref();
+  };
+  if (process.channel) {
+    process.channel.unref();
+    process.on("disconnect", onDisconnect);
+  }
+  try {
+    return await main(argv, { signal: controller.signal });
+  } finally {
+    for (const s of signals) process.off(s, onSignal);
+    process.off("disconnect", onDisconnect);
+  }
+}
+
+export async function main(argv: string[], options: { signal?: AbortSignal } = {}): Promise<number> {
   const [command, ...rest] = argv;
   try {
     if (!command || command === "help" || command === "--help" || command === "-h") {
       console.log(usage());
       return command ? 0 : 2;
     }
-    const parsed = parse(rest);
+    const parsed: Parsed = { ...parse(rest), signal: options.signal };
     if (parsed.values.help) {
       console.log(usage());
       return 0;
     }
+    if (command in POSITIONALS) checkPositionals(command, parsed.positionals);
     switch (command) {
       case "invert":
         await invert(parsed);
@@ -389,7 +521,7 @@ export async function main(argv: string[]): Promise<number> {
         await runDemo({
           out: str(parsed.values.out) ?? "demo-output",
           model: str(parsed.values.model) ?? DEFAULT_MODEL,
-          threads: num(parsed.values.threads, "threads"),
+          threads: threads(parsed.values),
           unetWeights: unetWeights(parsed.values),
         });
         break;
@@ -414,6 +546,13 @@ export async function main(argv: string[]): Promise<number> {
     }
     return 0;
   } catch (err) {
+    const stop = options.signal?.aborted ? options.signal.reason : undefined;
+    if (stop instanceof StopRequest) {
+      console.error(
+        `nulltext: ${stop.message}; outputs were not written${command === "invert" ? " (an interrupted inversion resumes when the same command is run again)" : ""}`,
+      );
+      return SIGNAL_EXIT[stop.signalName ?? ""] ?? 1;
+    }
     const e = err as Error;
     if (e instanceof UsageError || (e as NodeJS.ErrnoException).code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
       console.error(`nulltext: ${e.message}\n(nulltext help for usage)`);

@@ -7,7 +7,8 @@ import type { EditPrompt, PromptToPromptOptions } from "../editing/prompt_to_pro
 import { grid, type RgbImage } from "../image/index.js";
 import type { Inversion } from "../inversion/file.js";
 import { EDIT_NULL_STEPS, type NullTextPipeline } from "../pipeline.js";
-import { editOutputs, writeJsonOutput, writePngOutput } from "./outputs.js";
+import { getPlatform } from "../platform/platform.js";
+import { editOutputs, withOutputs, writeJsonOutput, writePngOutput } from "./outputs.js";
 import { ProgressClock, type ProgressListener } from "./progress.js";
 
 export interface EditJob {
@@ -22,8 +23,12 @@ export interface EditJob {
   out?: string;
   /** Also write the reconstruction | edits grid. */
   grid?: boolean;
+  /** The file the inversion was read from: never overwritten by an output. */
+  inversionFile?: string;
   signal?: AbortSignal;
   onProgress?: ProgressListener;
+  /** Messages for the user (a stale lock taken over). */
+  onNote?: (message: string) => void;
   /** Receives the cross-attention maps of every step (see SampleOptions.onAttentionMaps). */
   onAttentionMaps?: (step: number, maps: Float32Array) => void;
 }
@@ -39,7 +44,24 @@ export interface EditReport {
   seconds: number;
 }
 
+/** The files a job reads that its outputs must not replace: the inversion file and a single-file model. */
+function jobInputs(pipe: NullTextPipeline, inversionFile: string | undefined): string[] {
+  const model = pipe.model.source;
+  const modelFile = getPlatform().identify(model, { followLinks: true })?.kind === "file" ? model : undefined;
+  return [inversionFile, modelFile].filter((p): p is string => p !== undefined);
+}
+
+/** Edits and writes; the outputs are checked and locked before any compute (see withOutputs). */
 export async function editJob(
+  pipe: NullTextPipeline,
+  job: EditJob,
+): Promise<{ source: RgbImage; images: RgbImage[]; report: EditReport }> {
+  const files = job.out ? editOutputs(job.out, job.edits.length) : undefined;
+  const outputs = files ? [...files.images, files.report, ...(job.grid ? [files.grid] : [])] : [];
+  return withOutputs(outputs, jobInputs(pipe, job.inversionFile), job.onNote, () => runEdit(pipe, job));
+}
+
+async function runEdit(
   pipe: NullTextPipeline,
   job: EditJob,
 ): Promise<{ source: RgbImage; images: RgbImage[]; report: EditReport }> {
@@ -67,6 +89,7 @@ export async function editJob(
     seconds: (performance.now() - t0) / 1000,
   };
   if (files) {
+    job.signal?.throwIfAborted();
     for (const [i, path] of files.images.entries()) await writePngOutput(path, images[i] as RgbImage);
     if (job.grid) await writePngOutput(files.grid, grid([source as RgbImage, ...images], images.length + 1, 2));
     writeJsonOutput(files.report, report);
@@ -78,18 +101,29 @@ export interface ReconstructJob {
   inversion: Inversion;
   guidance?: number;
   out?: string;
+  /** The file the inversion was read from: never overwritten by `out`. */
+  inversionFile?: string;
   signal?: AbortSignal;
   onProgress?: ProgressListener;
+  onNote?: (message: string) => void;
 }
 
 export async function reconstructJob(pipe: NullTextPipeline, job: ReconstructJob): Promise<{ image: RgbImage }> {
+  const outputs = job.out ? [job.out] : [];
+  return withOutputs(outputs, jobInputs(pipe, job.inversionFile), job.onNote, () => runReconstruct(pipe, job));
+}
+
+async function runReconstruct(pipe: NullTextPipeline, job: ReconstructJob): Promise<{ image: RgbImage }> {
   const clock = new ProgressClock("reconstruct", job.onProgress);
   const image = await pipe.reconstruct(job.inversion, {
     guidance: job.guidance,
     signal: job.signal,
     onStep: (s, total) => clock.report("sample", s, total),
   });
-  if (job.out) await writePngOutput(job.out, image);
+  if (job.out) {
+    job.signal?.throwIfAborted();
+    await writePngOutput(job.out, image);
+  }
   return { image };
 }
 
@@ -102,9 +136,15 @@ export interface GenerateJob {
   out?: string;
   signal?: AbortSignal;
   onProgress?: ProgressListener;
+  onNote?: (message: string) => void;
 }
 
 export async function generateJob(pipe: NullTextPipeline, job: GenerateJob): Promise<{ image: RgbImage }> {
+  const outputs = job.out ? [job.out] : [];
+  return withOutputs(outputs, jobInputs(pipe, undefined), job.onNote, () => runGenerate(pipe, job));
+}
+
+async function runGenerate(pipe: NullTextPipeline, job: GenerateJob): Promise<{ image: RgbImage }> {
   const clock = new ProgressClock("generate", job.onProgress);
   const image = await pipe.generate(job.prompt, {
     seed: job.seed,
@@ -114,6 +154,9 @@ export async function generateJob(pipe: NullTextPipeline, job: GenerateJob): Pro
     signal: job.signal,
     onStep: (s, total) => clock.report("sample", s, total),
   });
-  if (job.out) await writePngOutput(job.out, image);
+  if (job.out) {
+    job.signal?.throwIfAborted();
+    await writePngOutput(job.out, image);
+  }
   return { image };
 }

@@ -12,7 +12,25 @@ export {
   type ReconstructJob,
   reconstructJob,
 } from "./edit.js";
-export { type InvertJob, type InvertReport, invertJob, quality, type ReconstructionQuality } from "./invert.js";
-export { editOutputs, inversionSidecars, writeJsonOutput, writeOutput, writePngOutput } from "./outputs.js";
+export {
+  type InvertJob,
+  type InvertReport,
+  invertJob,
+  quality,
+  type ReconstructionQuality,
+  resumeMismatch,
+} from "./invert.js";
+export {
+  checkOutputs,
+  editOutputs,
+  inversionSidecars,
+  lockOutput,
+  OutputError,
+  type OutputLock,
+  withOutputs,
+  writeJsonOutput,
+  writeOutput,
+  writePngOutput,
+} from "./outputs.js";
 export { type JobKind, type JobProgress, ProgressClock, type ProgressListener } from "./progress.js";
 export { fileResumeStore, type ResumeStore } from "./resume.js";

@@ -6,8 +6,10 @@
 import { grid, mse, psnr, type RgbImage, ssim } from "../image/index.js";
 import { type Inversion, writeInversion } from "../inversion/file.js";
 import type { InversionSettings } from "../inversion/method.js";
-import type { NullTextPipeline } from "../pipeline.js";
-import { inversionSidecars, writeJsonOutput, writePngOutput } from "./outputs.js";
+import { resolveSettings } from "../inversion/registry.js";
+import type { InversionResume, NullTextPipeline } from "../pipeline.js";
+import { getPlatform } from "../platform/platform.js";
+import { inversionSidecars, withOutputs, writeJsonOutput, writePngOutput } from "./outputs.js";
 import { ProgressClock, type ProgressListener } from "./progress.js";
 import { fileResumeStore, type ResumeStore } from "./resume.js";
 
@@ -23,7 +25,7 @@ export interface InvertJob {
   float16?: boolean;
   /** Also write the input | reconstruction grid. */
   grid?: boolean;
-  /** Where the image came from, for the report. */
+  /** Where the image came from, for the report; never overwritten by an output. */
   source?: string;
   /** Where the resume state is kept (default: `out.resume` when `out` is given). */
   resume?: ResumeStore;
@@ -58,14 +60,45 @@ export function quality(reference: RgbImage, image: RgbImage): ReconstructionQua
   return { psnr: psnr(reference, image), ssim: ssim(reference, image), mse: mse(reference, image) };
 }
 
+/**
+ * Inverts, reconstructs and writes; `out`, its report, grid and resume state are checked and locked
+ * before any compute (see withOutputs), so a bad `out` or a concurrent run costs nothing.
+ */
 export async function invertJob(
   pipe: NullTextPipeline,
   job: InvertJob,
 ): Promise<{ inversion: Inversion; reconstruction: RgbImage; report: InvertReport }> {
+  const files = job.out ? inversionSidecars(job.out) : undefined;
+  const outputs = job.out && files ? [job.out, files.report, files.resume, ...(job.grid ? [files.grid] : [])] : [];
+  const inputs = [job.source, modelFile(pipe)].filter((p): p is string => p !== undefined);
+  return withOutputs(outputs, inputs, job.onNote, () => runInvert(pipe, job, files));
+}
+
+/** The model's path when it is a single file (an output must not replace it either). */
+function modelFile(pipe: NullTextPipeline): string | undefined {
+  const source = pipe.model.source;
+  return getPlatform().identify(source, { followLinks: true })?.kind === "file" ? source : undefined;
+}
+
+async function runInvert(
+  pipe: NullTextPipeline,
+  job: InvertJob,
+  files: ReturnType<typeof inversionSidecars> | undefined,
+): Promise<{ inversion: Inversion; reconstruction: RgbImage; report: InvertReport }> {
   const t0 = performance.now();
   const clock = new ProgressClock("invert", job.onProgress);
-  const files = job.out ? inversionSidecars(job.out) : undefined;
   const store = job.resume ?? (files ? fileResumeStore(files.resume, job.onNote) : undefined);
+  // The stored state is read once: the pipeline resumes from it only when it matches; when it does
+  // not, the user hears what changed.
+  const saved = store?.load() ?? null;
+  if (saved) {
+    const changed = await resumeMismatch(pipe, job, saved);
+    if (changed.length) {
+      job.onNote?.(
+        `not resuming${files ? ` from ${files.resume}` : ""}: the interrupted inversion had another ${changed.join(", ")}; starting over`,
+      );
+    }
+  }
   const { inversion, stats } = await pipe.invert(job.image, job.prompt, {
     ...job.settings,
     signal: job.signal,
@@ -74,7 +107,7 @@ export async function invertJob(
         loss: e.loss,
         iterations: e.iterations,
       }),
-    checkpoint: store && { load: () => store.load(), save: (s) => store.save(s) },
+    checkpoint: store && { load: () => saved, save: (s) => store.save(s) },
     onResume: (saved) =>
       job.onNote?.(
         `resuming an interrupted inversion${files ? ` from ${files.resume}` : ""}: ${saved.state ? `${saved.state.completed} steps of ${saved.settings.method} done` : "DDIM pivot done"}`,
@@ -103,11 +136,39 @@ export async function invertJob(
     seconds: { ...stats.seconds, total: (performance.now() - t0) / 1000 },
     output: job.out,
   };
+  inversion.modelSource = pipe.model.source;
   if (job.out && files) {
+    // A run stopped (a signal, its parent gone) writes nothing after the stop.
+    job.signal?.throwIfAborted();
     writeInversion(job.out, inversion, { float16: job.float16 });
     writeJsonOutput(files.report, report);
     if (job.grid) await writePngOutput(files.grid, grid([job.image, reconstruction], 2, 2));
     store?.clear();
   }
   return { inversion, reconstruction, report };
+}
+
+/**
+ * Which of (image, prompt, settings, model) of a saved state differ from this job's: the same
+ * comparison the pipeline makes before resuming, said in words (settings by name and value).
+ */
+export async function resumeMismatch(
+  pipe: NullTextPipeline,
+  job: InvertJob,
+  saved: InversionResume,
+): Promise<string[]> {
+  const changed: string[] = [];
+  if (saved.imageHash !== (await getPlatform().sha256(job.image.data))) changed.push("image");
+  if (saved.prompt !== job.prompt) changed.push(`prompt ("${saved.prompt}")`);
+  const settings = resolveSettings({ ...job.settings }) as unknown as Record<string, unknown>;
+  const before = (saved.settings ?? {}) as unknown as Record<string, unknown>;
+  const keys = [...new Set([...Object.keys(settings), ...Object.keys(before)])];
+  const diff = keys.filter((k) => JSON.stringify(settings[k]) !== JSON.stringify(before[k]));
+  if (diff.length) {
+    changed.push(
+      `settings (${diff.map((k) => `${k} ${JSON.stringify(before[k]) ?? "unset"} → ${JSON.stringify(settings[k]) ?? "unset"}`).join(", ")})`,
+    );
+  }
+  if (saved.model !== pipe.model.fingerprint) changed.push(`model (fingerprint ${saved.model})`);
+  return changed;
 }

@@ -1,12 +1,20 @@
 /**
  * Every file a job writes goes through here: written whole to a temporary file beside it and
  * renamed over the target (the platform's atomic write), so a crash or a cancellation leaves either
- * the old file or the complete new one. Output naming lives here too.
+ * the old file or the complete new one. Output naming lives here too, and the guarantees every
+ * front end gets before any compute: an output is never an input of the same job, never a folder,
+ * link, device or pipe, its folder exists and is writable, and one run at a time writes it (a lock
+ * file beside it naming the run's pid).
  */
 import { encodePng, type RgbImage } from "../image/index.js";
-import { getPlatform } from "../platform/platform.js";
+import { fileError, getPlatform } from "../platform/platform.js";
+import { dirName, joinPath } from "../util/paths.js";
+
+/** Raised when an output cannot be written as asked; the message names the path and the reason. */
+export class OutputError extends Error {}
 
 export function writeOutput(path: string, data: Uint8Array | string): void {
+  refuseNonFile(path);
   getPlatform().writeFileAtomic(path, data);
 }
 
@@ -34,4 +42,140 @@ export function editOutputs(out: string, count: number): { images: string[]; gri
     grid: `${stem}.grid.png`,
     report: `${out}.json`,
   };
+}
+
+/** Something at `path` that a rename would replace but that is not a regular file: refused. */
+function refuseNonFile(path: string): void {
+  const at = getPlatform().identify(path);
+  if (!at || at.kind === "file") return;
+  const what =
+    at.kind === "directory"
+      ? "a folder"
+      : at.kind === "symlink"
+        ? "a symbolic link (nulltext neither writes through links nor replaces them; give the real path)"
+        : "not a regular file (a device, pipe or socket)";
+  throw new OutputError(`output ${path} is ${what}; refusing to replace it`);
+}
+
+/**
+ * Checks, before any compute, that each of `outputs` can be written without clobbering anything:
+ * nothing or a regular file is there, it is not one of `inputs` (same device and inode, so links and
+ * other spellings of an input are recognised), and its folder exists and is writable (a probe file
+ * is created and removed there).
+ */
+export function checkOutputs(outputs: readonly string[], inputs: readonly string[] = []): void {
+  const platform = getPlatform();
+  const inputIds = inputs.flatMap((input) => {
+    const id = platform.identify(input, { followLinks: true });
+    return id ? [{ input, id }] : [];
+  });
+  const probed = new Set<string>();
+  for (const out of outputs) {
+    refuseNonFile(out);
+    const id = platform.identify(out, { followLinks: true });
+    const same = id && inputIds.find((i) => i.id.dev === id.dev && i.id.ino === id.ino);
+    if (same) {
+      throw new OutputError(
+        `output ${out} is the input ${same.input}${out === same.input ? "" : " (the same file)"}; writing it would destroy the input: choose another --out`,
+      );
+    }
+    const dir = dirName(out) || ".";
+    if (probed.has(dir)) continue;
+    probed.add(dir);
+    const folder = platform.identify(dir, { followLinks: true });
+    if (!folder) throw new OutputError(`output ${out}: its folder ${dir} does not exist`);
+    if (folder.kind !== "directory") throw new OutputError(`output ${out}: ${dir} is not a folder`);
+    const probe = joinPath(dir, `.nulltext-probe-${platform.pid}-${Date.now().toString(36)}`);
+    try {
+      if (platform.createExclusive(probe, "")) platform.remove(probe);
+    } catch (error) {
+      throw new OutputError(
+        `output ${out}: cannot write in ${dir}: ${fileError(error, dir, "a writable folder").message}`,
+      );
+    }
+  }
+}
+
+/** Locks held by this process, by lock path (two jobs of one server must not share an output either). */
+const held = new Set<string>();
+
+export interface OutputLock {
+  readonly path: string;
+  release(): void;
+}
+
+/**
+ * Takes the lock of `out` (`out.lock`, holding this process's pid): one run at a time writes an
+ * output and its resume state. A lock held by a running process is refused at once with its pid;
+ * a lock left by a process that is gone is taken over, and `onNote` is told.
+ */
+export function lockOutput(out: string, onNote: (message: string) => void = () => {}): OutputLock {
+  const platform = getPlatform();
+  const path = `${out}.lock`;
+  if (held.has(path)) {
+    throw new OutputError(
+      `${out} is being written by another job of this process (pid ${platform.pid}); wait for it to finish`,
+    );
+  }
+  const record = JSON.stringify({ pid: platform.pid, started: new Date().toISOString() });
+  refuseNonFile(path);
+  if (!platform.createExclusive(path, record)) {
+    const holder = lockHolder(path);
+    if (holder !== undefined && holder !== platform.pid && platform.processAlive(holder)) {
+      throw new OutputError(
+        `${out} is being written by another nulltext run (pid ${holder}, lock ${path}); wait for it to finish or stop it`,
+      );
+    }
+    onNote(
+      holder === undefined
+        ? `taking over the unreadable lock ${path}`
+        : `taking over the lock ${path} of pid ${holder}, which is no longer running`,
+    );
+    platform.remove(path);
+    if (!platform.createExclusive(path, record)) {
+      const other = lockHolder(path);
+      throw new OutputError(
+        `${out} is being written by another nulltext run (pid ${other ?? "unknown"}, lock ${path})`,
+      );
+    }
+  }
+  held.add(path);
+  return {
+    path,
+    release() {
+      if (!held.delete(path)) return;
+      // Removed only while it is still ours (a takeover by another run after a long stop is theirs).
+      if (lockHolder(path) === platform.pid) platform.remove(path);
+    },
+  };
+}
+
+/** The pid recorded in a lock file, or undefined when it is missing or unreadable. */
+function lockHolder(path: string): number | undefined {
+  try {
+    const pid = (JSON.parse(new TextDecoder().decode(getPlatform().readFile(path))) as { pid?: unknown }).pid;
+    return Number.isInteger(pid) && (pid as number) > 0 ? (pid as number) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Runs `f` with every output checked (checkOutputs) and the first one locked; the lock goes on
+ * every path out. The job's outputs are all named after the first, so one lock covers them.
+ */
+export async function withOutputs<T>(
+  outputs: readonly string[],
+  inputs: readonly string[],
+  onNote: ((message: string) => void) | undefined,
+  f: () => Promise<T>,
+): Promise<T> {
+  if (outputs.length === 0) return f();
+  checkOutputs(outputs, inputs);
+  const lock = lockOutput(outputs[0] as string, onNote);
+  try {
+    return await f();
+  } finally {
+    lock.release();
+  }
 }

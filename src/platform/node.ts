@@ -5,7 +5,7 @@ import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
 import type * as OrtNode from "onnxruntime-node";
-import type { OrtBinding, OrtSession, OrtTensor, Platform, RandomAccessFile } from "./platform.js";
+import type { FileIdentity, OrtBinding, OrtSession, OrtTensor, Platform, RandomAccessFile } from "./platform.js";
 
 /** Positioned reads of exactly `bytes.byteLength` bytes (one read returns at most ~2 GiB on Linux). */
 function readFully(fd: number, bytes: Uint8Array, position: number, what: string): void {
@@ -41,7 +41,10 @@ function openFile(file: string): RandomAccessFile {
   let size: number;
   try {
     const stat = fs.fstatSync(fd);
-    if (!stat.isFile()) throw new Error(`${file}: not a regular file`);
+    if (!stat.isFile()) {
+      const kind = stat.isDirectory() ? "EISDIR" : "ENOTFILE";
+      throw Object.assign(new Error(`${file}: not a regular file`), { code: kind });
+    }
     size = stat.size;
   } catch (error) {
     fs.closeSync(fd);
@@ -144,6 +147,46 @@ function ort(): OrtBinding {
   return binding;
 }
 
+function identify(file: string, options: { followLinks?: boolean } = {}): FileIdentity | undefined {
+  const stat = (options.followLinks ? fs.statSync : fs.lstatSync)(file, { throwIfNoEntry: false });
+  if (!stat) return undefined;
+  const kind = stat.isFile() ? "file" : stat.isDirectory() ? "directory" : stat.isSymbolicLink() ? "symlink" : "other";
+  return { kind, size: stat.size, dev: stat.dev, ino: stat.ino, mtimeMs: stat.mtimeMs };
+}
+
+function createExclusive(file: string, data: string): boolean {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, "wx");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "EEXIST") return false;
+    throw error;
+  }
+  try {
+    fs.writeSync(fd, data);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return true;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it exists but belongs to another user.
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** `$NULLTEXT_CACHE_DIR`, else `$XDG_CACHE_HOME/nulltext` or `~/.cache/nulltext`. */
+function cacheDir(): string | undefined {
+  if (process.env.NULLTEXT_CACHE_DIR) return process.env.NULLTEXT_CACHE_DIR;
+  const base = process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache");
+  return path.join(base, "nulltext");
+}
+
 export const nodePlatform: Platform = {
   name: "node",
   readFile: (file) => {
@@ -155,6 +198,11 @@ export const nodePlatform: Platform = {
     const stat = fs.statSync(file, { throwIfNoEntry: false });
     return stat ? { size: stat.size, isDirectory: stat.isDirectory() } : undefined;
   },
+  identify,
+  createExclusive,
+  pid: process.pid,
+  processAlive,
+  cacheDir,
   listDir: (dir) => fs.readdirSync(dir),
   realPath: (file) => fs.realpathSync(file),
   makeDir: (dir) => {

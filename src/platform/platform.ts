@@ -53,6 +53,16 @@ export interface FileStat {
   isDirectory: boolean;
 }
 
+/** What is at a path, without following a final symlink: what an output check and a cache key need. */
+export interface FileIdentity {
+  kind: "file" | "directory" | "symlink" | "other";
+  size: number;
+  /** Device and inode: two paths with equal (dev, ino) name the same file (hard links). */
+  dev: number;
+  ino: number;
+  mtimeMs: number;
+}
+
 /** A tensor as the ONNX Runtime binding holds it. */
 export interface OrtTensor {
   readonly data: unknown;
@@ -99,6 +109,25 @@ export interface Platform {
   openFile(path: string): RandomAccessFile;
   /** Size and kind, or undefined when nothing exists at `path`. */
   stat(path: string): FileStat | undefined;
+  /**
+   * Kind, size, device, inode and modification time of what is at `path`, or undefined when
+   * nothing is; a final symlink is described itself unless `followLinks`.
+   */
+  identify(path: string, options?: { followLinks?: boolean }): FileIdentity | undefined;
+  /**
+   * Creates `path` with `data` only if nothing exists there (O_EXCL): true when created, false when
+   * something was already there. Lock files and write probes use it.
+   */
+  createExclusive(path: string, data: string): boolean;
+  /** This process's id (for lock files). */
+  readonly pid: number;
+  /** Whether a process with this id is running on this machine. */
+  processAlive(pid: number): boolean;
+  /**
+   * A folder for small files kept across runs (the model fingerprints' cache), or undefined where
+   * nothing persists.
+   */
+  cacheDir(): string | undefined;
   /** Names (not paths) of the entries of a folder. */
   listDir(path: string): string[];
   /** The path with links resolved (so two names of one file are recognised as one). */
@@ -165,4 +194,28 @@ export function setPlatform(platform: Platform): Platform | undefined {
   const previous = current ?? nodeDefault;
   current = platform;
   return previous;
+}
+
+const FS_ERRORS: Record<string, string> = {
+  ENOENT: "nothing exists there",
+  EISDIR: "it is a folder",
+  ENOTDIR: "a part of the path is not a folder",
+  EACCES: "permission denied",
+  EPERM: "operation not permitted",
+  ELOOP: "too many levels of symbolic links",
+  ENAMETOOLONG: "the name is too long",
+  EMFILE: "too many open files",
+  ENOSPC: "no space left on the device",
+  EROFS: "the file system is read-only",
+};
+
+/**
+ * An error for a file-system failure at `path` that names the path, what went wrong in words and
+ * what was expected there (`expected`, e.g. "a safetensors file"); other errors pass unchanged.
+ */
+export function fileError(error: unknown, path: string, expected: string): Error {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code !== "string") return error as Error;
+  const reason = FS_ERRORS[code] ?? (error as Error).message;
+  return Object.assign(new Error(`${path}: ${reason} (${code}); expected ${expected} there`), { code });
 }

@@ -71,6 +71,17 @@ export function createWebPlatform(options: WebPlatformOptions): Platform {
     };
   };
 
+  // Two names of one byte array (linkFile) are one file: the array's identity is its inode.
+  const inodes = new WeakMap<Uint8Array, number>();
+  let lastInode = 0;
+  const inode = (bytes: Uint8Array): number => {
+    const known = inodes.get(bytes);
+    if (known !== undefined) return known;
+    lastInode += 1;
+    inodes.set(bytes, lastInode);
+    return lastInode;
+  };
+
   let binding: OrtBinding | undefined;
   const ort = (): OrtBinding => {
     if (binding) return binding;
@@ -113,6 +124,23 @@ export function createWebPlatform(options: WebPlatformOptions): Platform {
       if (bytes) return { size: bytes.byteLength, isDirectory: false };
       return dirs.has(p) ? { size: 0, isDirectory: true } : undefined;
     },
+    identify: (path) => {
+      const p = joinPath(path);
+      const bytes = files.get(p);
+      if (bytes) return { kind: "file", size: bytes.byteLength, dev: 0, ino: inode(bytes), mtimeMs: 0 };
+      return dirs.has(p) ? { kind: "directory", size: 0, dev: 0, ino: 0, mtimeMs: 0 } : undefined;
+    },
+    createExclusive: (path, data) => {
+      const p = joinPath(path);
+      if (files.has(p) || dirs.has(p)) return false;
+      if (!dirs.has(dirName(p))) throw missing(dirName(p));
+      files.set(p, new TextEncoder().encode(data));
+      return true;
+    },
+    // One page is one process: its locks are its own.
+    pid: 1,
+    processAlive: (pid) => pid === 1,
+    cacheDir: () => undefined,
     listDir: (path) => {
       const p = joinPath(path);
       if (!dirs.has(p)) throw missing(path);
