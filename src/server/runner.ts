@@ -234,8 +234,9 @@ export class JobRunner {
       onProgress: this.onProgress(job.id, "attention"),
       onAttentionMaps: maps.add,
     });
-    const result = maps.result([inversion.prompt], this.pipe.model.tokenizer);
-    this.store.writeJson(path.join(dir, "attention.json"), result);
+    // rows: the source (the reconstruction's attention) and its copy as the edit
+    const result = maps.result([inversion.prompt, inversion.prompt], this.pipe.model.tokenizer);
+    this.store.writeJson(path.join(dir, "attention.json"), { ...result, prompts: result.prompts.slice(0, 1) });
     return source;
   }
 
