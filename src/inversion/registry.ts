@@ -3,13 +3,15 @@
  */
 import type { InversionMethodModule, InversionSettings } from "./method.js";
 import { ddim } from "./methods/ddim.js";
+import { ddpm } from "./methods/ddpm.js";
 import { direct } from "./methods/direct.js";
+import { edict } from "./methods/edict.js";
 import { npi } from "./methods/npi.js";
 import { nti, ntiConditional, ntiGlobal } from "./methods/nti.js";
 import { sdedit } from "./methods/sdedit.js";
 
 // biome-ignore lint/suspicious/noExplicitAny: each module is typed by its own settings
-const MODULES: InversionMethodModule<any>[] = [nti, npi, ddim, ntiGlobal, ntiConditional, direct, sdedit];
+const MODULES: InversionMethodModule<any>[] = [nti, npi, ddim, ntiGlobal, ntiConditional, direct, sdedit, ddpm, edict];
 
 /** The default method. */
 export const DEFAULT_METHOD = "nti";
