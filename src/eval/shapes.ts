@@ -4,7 +4,7 @@
  * comparison of the paper, and word-swap edits (colour, shape) scored against the true edited render,
  * for DDIM inversion, negative-prompt inversion and null-text inversion side by side.
  */
-import { maskedPsnr, psnr, type RgbImage } from "../image/index.js";
+import { maskedPsnr, psnr, type RgbImage, ssim } from "../image/index.js";
 import type { Inversion } from "../inversion/file.js";
 import type { NullTextPipeline } from "../pipeline.js";
 import {
@@ -121,34 +121,15 @@ export async function evaluateShapes(pipe: NullTextPipeline, o: ShapesEvalOption
     if (i >= editN) return;
     const scene = scenes[i] as Scene;
     const image = renderScene(scene, size);
-    const rng = new Rng(seed(i) ^ 0x5bd1e995);
-    const k = rng.int(scene.objects.length);
-    const object = scene.objects[k] as NonNullable<(typeof scene.objects)[number]>;
-    const edits: SceneEdit[] = [
-      { kind: "color", objectIndex: k, to: rng.pick(COLORS.filter((c) => c !== object.color)) },
-      { kind: "shape", objectIndex: k, to: rng.pick(SHAPES.filter((sh) => sh !== object.shape)) },
-    ];
+    const swaps = wordSwaps(scene, seed(i));
     for (const [name, method] of methods) {
       const inversion = inversions.get(method) as Inversion;
-      for (const edit of edits) {
-        const target = editPrompt(scene, edit);
-        const word = editedWord(scene, edit);
-        // local blend on the edited object's words: its colour and shape, by position in the prompt
-        const objectWords = [word.index, edit.kind === "color" ? word.index + 1 : word.index - 1];
-        const [, result] = await pipe.edit(inversion, [{ prompt: target, mode: "replace" }], {
-          localBlend: { words: [objectWords, objectWords] },
-          crossReplaceSteps: o.crossReplaceSteps,
-          selfReplaceSteps: o.selfReplaceSteps,
-          nullSteps: o.nullSteps,
-        });
-        const truth = editScene(scene, edit);
-        const outside = editRegion(scene, edit, size, 2).map((v) => 1 - v);
-        const check = checkPrompt(result as RgbImage, truth);
-        const s = (sums[name] as Record<"color" | "shape", EditScores>)[edit.kind as "color" | "shape"];
-        const obj = check.objects[k];
-        s.success += obj?.found && (edit.kind === "color" ? obj.color : obj.shape) ? 1 : 0;
-        s.psnr_outside += maskedPsnr(result as RgbImage, image, { width: size, height: size, data: outside });
-        s.psnr_gt += psnr(result as RgbImage, renderScene(truth, size));
+      for (const edit of swaps) {
+        const score = await scoreWordSwap(pipe, inversion, scene, image, edit, o);
+        const s = (sums[name] as Record<"color" | "shape", EditScores>)[edit.kind];
+        s.success += score.success;
+        s.psnr_outside += score.psnr_outside;
+        s.psnr_gt += score.psnr_gt;
       }
     }
   };
@@ -195,6 +176,79 @@ export async function evaluateShapes(pipe: NullTextPipeline, o: ShapesEvalOption
     edit,
     seeds: [Math.min(...o.seeds), Math.max(...o.seeds)],
     seconds: (performance.now() - t0) / 1000,
+  };
+}
+
+/** The two word swaps of a scene that the evals score: one object's colour, then its shape, drawn from the seed. */
+export function wordSwaps(scene: Scene, seed: number): WordSwap[] {
+  const rng = new Rng(seed ^ 0x5bd1e995);
+  const k = rng.int(scene.objects.length);
+  const object = scene.objects[k] as NonNullable<(typeof scene.objects)[number]>;
+  return [
+    { kind: "color", objectIndex: k, to: rng.pick(COLORS.filter((c) => c !== object.color)) },
+    { kind: "shape", objectIndex: k, to: rng.pick(SHAPES.filter((sh) => sh !== object.shape)) },
+  ];
+}
+
+export type WordSwap = Extract<SceneEdit, { kind: "color" | "shape" }>;
+
+export interface WordSwapScore {
+  /** 1 when the checker reads the edited object with the new colour (or shape), else 0. */
+  success: number;
+  /** PSNR, SSIM and MSE (on [0, 1]) against the source image outside the true edit region (dilated 2 px). */
+  psnr_outside: number;
+  ssim_outside: number;
+  mse_outside: number;
+  /** PSNR against the true edited render. */
+  psnr_gt: number;
+  /** Seconds of the edit (sampling and decoding). */
+  seconds: number;
+}
+
+/**
+ * Edits an inversion of `scene` with one word swap (Prompt-to-Prompt replace, local blend on the
+ * edited object's colour and shape words) and scores it against ground truth. SSIM outside the
+ * region is PIE-Bench's background SSIM: both images equal inside the region (the source's pixels),
+ * so only the background differs.
+ */
+export async function scoreWordSwap(
+  pipe: NullTextPipeline,
+  inversion: Inversion,
+  scene: Scene,
+  image: RgbImage,
+  edit: WordSwap,
+  o: { crossReplaceSteps?: number; selfReplaceSteps?: number; nullSteps?: number } = {},
+): Promise<WordSwapScore> {
+  const size = image.width;
+  const target = editPrompt(scene, edit);
+  const word = editedWord(scene, edit);
+  // local blend on the edited object's words: its colour and shape, by position in the prompt
+  const objectWords = [word.index, edit.kind === "color" ? word.index + 1 : word.index - 1];
+  const t0 = performance.now();
+  const [, result] = (await pipe.edit(inversion, [{ prompt: target, mode: "replace" }], {
+    localBlend: { words: [objectWords, objectWords] },
+    crossReplaceSteps: o.crossReplaceSteps,
+    selfReplaceSteps: o.selfReplaceSteps,
+    nullSteps: o.nullSteps,
+  })) as [RgbImage, RgbImage];
+  const seconds = (performance.now() - t0) / 1000;
+  const truth = editScene(scene, edit);
+  const region = editRegion(scene, edit, size, 2);
+  const outside = region.map((v) => 1 - v);
+  const check = checkPrompt(result, truth);
+  const obj = check.objects[edit.objectIndex];
+  const psnrOutside = maskedPsnr(result, image, { width: size, height: size, data: outside });
+  const background = {
+    ...result,
+    data: result.data.map((v, i) => (region[Math.floor(i / 3)] ? (image.data[i] as number) : v)),
+  };
+  return {
+    success: obj?.found && (edit.kind === "color" ? obj.color : obj.shape) ? 1 : 0,
+    psnr_outside: psnrOutside,
+    ssim_outside: ssim(background, image),
+    mse_outside: 10 ** (-psnrOutside / 10),
+    psnr_gt: psnr(result, renderScene(truth, size)),
+    seconds,
   };
 }
 
