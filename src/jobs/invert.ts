@@ -95,7 +95,7 @@ async function runInvert(
     const changed = await resumeMismatch(pipe, job, saved);
     if (changed.length) {
       job.onNote?.(
-        `not resuming${files ? ` from ${files.resume}` : ""}: the interrupted inversion had another ${changed.join(", ")}; starting over`,
+        `not resuming${files ? ` from ${files.resume}` : ""}: the interrupted inversion differs in ${changed.join(", ")}; starting over`,
       );
     }
   }

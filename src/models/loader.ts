@@ -4,14 +4,14 @@
  * single CompVis-format checkpoint (as `v1-5-pruned-emaonly.safetensors`) through a key mapping.
  * Either may be a path, bytes in memory, or (a folder) files behind byte-range readers (URLs).
  */
-import { type ByteRangeReader, getPlatform } from "../platform/platform.js";
+import { type ByteRangeReader, fileError, getPlatform } from "../platform/platform.js";
 import { type DDIMConfig, parseDDIMConfig } from "../schedulers/ddim.js";
 import { concatBytes } from "../util/bytes.js";
 import { baseName, dirName, joinPath } from "../util/paths.js";
 import { type CLIPTextConfig, CLIPTextModel, parseCLIPTextConfig } from "./clip_text.js";
 import { ClipTokenizer } from "./clip_tokenizer.js";
 import { parseJson } from "./config.js";
-import { SafetensorsFile } from "./safetensors.js";
+import { decodeFloat32, firstNonFinite, SAFETENSORS_DTYPE_BYTES, SafetensorsFile } from "./safetensors.js";
 import { compVisKeyMapper, inferSingleFileConfigs } from "./single_file.js";
 import { parseUNetConfig, type UNet2DConditionConfig, UNet2DConditionModel } from "./unet.js";
 import { AutoencoderKL, type AutoencoderKLConfig, parseVAEConfig, renameOldVAEAttention } from "./vae.js";
@@ -26,8 +26,9 @@ export interface StableDiffusion {
   vae: AutoencoderKL;
   scheduler: DDIMConfig;
   /**
-   * Identifies the weights and configs (for inversion files): a hash of configs and checkpoint
-   * headers, the same whether the model was read from a path, from bytes or from a reader.
+   * Identifies the weights and configs (for inversion files and resume state): a hash of the
+   * configs and of every checkpoint's header and tensor bytes, the same whether the model was read
+   * from a path, from bytes or from a reader (see FingerprintInput).
    */
   fingerprint: string;
 }
@@ -126,7 +127,11 @@ function localFolder(dir: string): ModelFolder {
     list: (p) => (platform.stat(at(p))?.isDirectory ? platform.listDir(at(p)) : []),
     text: (p, what) => {
       if (!platform.stat(at(p))) throw new Error(`${what}: cannot read ${at(p)} (missing)`);
-      return new TextDecoder().decode(platform.readFile(at(p)));
+      try {
+        return new TextDecoder().decode(platform.readFile(at(p)));
+      } catch (error) {
+        throw fileError(error, at(p), `the ${what}'s ${baseName(p)} (a text file)`);
+      }
     },
     safetensors: async (p) => SafetensorsFile.open(at(p)),
   };
@@ -179,7 +184,18 @@ function folderJson(folder: ModelFolder, path: string, what: string): unknown {
   return parseJson(folder.text(path, what), joinPath(folder.name, path), what);
 }
 
-/** The fingerprint's input, in order: strings as UTF-8, and bytes. */
+/** Bump when what the fingerprint covers changes (cached digests of another scheme are not used). */
+const FINGERPRINT_SCHEME = "nulltext-fingerprint-2";
+/** Tensors are hashed in pieces of at most this many bytes (the same pieces from a path, bytes or a reader). */
+const PIECE_BYTES = 64 * 2 ** 20;
+
+/**
+ * The fingerprint's input, in order: the configs (as UTF-8) and, per checkpoint file, a digest of
+ * its header and of every tensor's bytes. Each file's bytes are read once, in pieces, and scanned
+ * for NaN and ±Inf on the way (refused naming the file and the tensor). A file on disk's digest is
+ * cached under the platform's cache folder keyed by its real path, size, mtime and inode, so a
+ * second load of unchanged weights reads none of their bytes.
+ */
 class FingerprintInput {
   private readonly parts: Uint8Array[] = [];
 
@@ -188,19 +204,83 @@ class FingerprintInput {
     return this;
   }
 
-  /** Its checkpoint's size and header (names, shapes, offsets), not its gigabytes of data. */
-  addCheckpoint(file: SafetensorsFile): void {
-    const size = file.size;
-    const head = Math.min(size, 1 << 20);
-    const tail = Math.min(size, 1 << 16);
-    this.add(`${baseName(file.path)} ${size}\n`)
-      .add(file.readBytes(0, head))
-      .add(file.readBytes(size - tail, tail));
+  async addCheckpoint(file: SafetensorsFile): Promise<void> {
+    this.add(`${baseName(file.path)} ${file.size} ${await checkpointDigest(file)}\n`);
   }
 
   async digest(): Promise<string> {
-    return (await getPlatform().sha256(concatBytes(this.parts))).slice(0, 32);
+    return (
+      await getPlatform().sha256(concatBytes([new TextEncoder().encode(FINGERPRINT_SCHEME), ...this.parts]))
+    ).slice(0, 32);
   }
+}
+
+/** A checkpoint's digest from the cache (file on disk, unchanged) or computed (and then cached). */
+async function checkpointDigest(file: SafetensorsFile): Promise<string> {
+  const platform = getPlatform();
+  const cache = file.inMemory ? undefined : digestCacheEntry(file.path);
+  if (cache) {
+    try {
+      const stored = JSON.parse(new TextDecoder().decode(platform.readFile(cache.path))) as Record<string, unknown>;
+      if (stored.key === cache.key && typeof stored.digest === "string") return stored.digest;
+    } catch {
+      // no cache entry yet, or an unreadable one: computed below
+    }
+  }
+  const digest = await hashCheckpoint(file);
+  if (cache) {
+    try {
+      platform.makeDir(dirName(cache.path));
+      platform.writeFileAtomic(cache.path, JSON.stringify({ key: cache.key, digest }), { durable: false });
+    } catch {
+      // A cache that cannot be written (read-only home) costs the next load the hash, nothing else.
+    }
+  }
+  return digest;
+}
+
+/** Where a file's digest is cached and the key it must match (its identity now). */
+function digestCacheEntry(path: string): { path: string; key: string } | undefined {
+  const platform = getPlatform();
+  const dir = platform.cacheDir();
+  const id = platform.identify(path, { followLinks: true });
+  if (!dir || !id) return undefined;
+  const real = platform.realPath(path);
+  const key = `${FINGERPRINT_SCHEME} ${real} size=${id.size} mtime=${id.mtimeMs} dev=${id.dev} ino=${id.ino}`;
+  // The file name only spreads entries; the key inside decides.
+  let h = 0x811c9dc5;
+  for (let i = 0; i < real.length; i++) h = Math.imul(h ^ real.charCodeAt(i), 0x01000193) >>> 0;
+  const name = `${baseName(real).replace(/[^\w.-]/g, "_")}-${h.toString(16).padStart(8, "0")}.json`;
+  return { path: joinPath(dir, "fingerprints", name), key };
+}
+
+/**
+ * sha256 of the file's header bytes and of each tensor's bytes, in pieces of PIECE_BYTES within each
+ * tensor; every float tensor is scanned for NaN/±Inf in the same pass.
+ */
+async function hashCheckpoint(file: SafetensorsFile): Promise<string> {
+  const platform = getPlatform();
+  const entries = [...file.entries.values()].sort((a, b) => a.offset - b.offset);
+  const dataStart = entries.length ? Math.min(...entries.map((e) => e.offset)) : file.size;
+  const digests: string[] = [await platform.sha256(file.readBytes(0, dataStart))];
+  for (const entry of entries) {
+    const element = SAFETENSORS_DTYPE_BYTES[entry.dtype];
+    const piece = Math.floor(PIECE_BYTES / element) * element;
+    for (let at = 0; at < entry.byteLength; at += piece) {
+      const length = Math.min(piece, entry.byteLength - at);
+      const bytes = file.readBytes(entry.offset + at, length);
+      const bad = firstNonFinite(entry.dtype, bytes);
+      if (bad >= 0) {
+        const index = at / element + bad;
+        const value = decodeFloat32(entry.dtype, bytes.slice(bad * element, (bad + 1) * element))[0];
+        throw new Error(
+          `${file.path}: tensor '${entry.name}' holds ${value} at element ${index}: the weights are damaged (NaN and ±Inf are refused at load)`,
+        );
+      }
+      digests.push(await platform.sha256(bytes));
+    }
+  }
+  return (await platform.sha256(new TextEncoder().encode(digests.join("\n")))).slice(0, 32);
 }
 
 async function loadFolder(folder: ModelFolder, options: LoadOptions): Promise<StableDiffusion> {
@@ -235,7 +315,7 @@ async function loadFolder(folder: ModelFolder, options: LoadOptions): Promise<St
     const files: SafetensorsFile[] = [];
     for (const p of findWeightFiles(folder, component, base, options.variant)) {
       const file = await folder.safetensors(p);
-      hash.addCheckpoint(file);
+      await hash.addCheckpoint(file);
       files.push(file);
     }
     return files;
@@ -331,7 +411,7 @@ function findWeightFiles(folder: ModelFolder, component: string, base: string, v
 
 async function loadSingleFile(file: SafetensorsFile, options: LoadOptions): Promise<StableDiffusion> {
   const hash = new FingerprintInput();
-  hash.addCheckpoint(file);
+  await hash.addCheckpoint(file);
   const inferred = inferSingleFileConfigs(file);
   let textConfig = inferred.text;
   let unetConfig = inferred.unet;

@@ -13,7 +13,7 @@
  * for front ends without a file system.
  */
 import { bf16ArrayToFloat32, type DType, halfArrayToFloat32 } from "../graph/dtype.js";
-import { type ByteRangeReader, getPlatform } from "../platform/platform.js";
+import { type ByteRangeReader, fileError, getPlatform, type Platform } from "../platform/platform.js";
 import { compareBytes, concatBytes, isLittleEndianHost } from "../util/bytes.js";
 
 /** Element types of the format with a whole number of bytes per element (the reference's 4-bit types are not). */
@@ -125,9 +125,13 @@ export class SafetensorsFile {
 
   /** Opens `path`, reads and validates its header, and keeps the file open for `readRaw` until `close`. */
   static open(path: string): SafetensorsFile {
-    const platform = getPlatform();
-    if (platform.stat(path)?.isDirectory) throw new Error(`${path}: invalid safetensors file: not a regular file`);
-    return SafetensorsFile.withStore(path, platform.openFile(path));
+    let file: ReturnType<Platform["openFile"]>;
+    try {
+      file = getPlatform().openFile(path);
+    } catch (error) {
+      throw fileError(error, path, "a safetensors file");
+    }
+    return SafetensorsFile.withStore(path, file);
   }
 
   /** A safetensors file held in memory (`name` is used in messages); tensors are read from `bytes` without copying it. */
@@ -588,4 +592,38 @@ function editDistance(a: string, b: string): number {
     previous = current;
   }
   return previous[b.length] as number;
+}
+
+/**
+ * The index of the first NaN or ±Inf element of little-endian float bytes (by their exponent bits:
+ * all ones), or -1; integer dtypes have none. Runs over the bytes as they are read (the
+ * fingerprint's pass), so damaged weights are refused at load rather than found after a run.
+ */
+export function firstNonFinite(dtype: SafetensorsDType, bytes: Uint8Array): number {
+  assertLittleEndianHost();
+  const size = SAFETENSORS_DTYPE_BYTES[dtype];
+  if (!["F32", "F16", "BF16", "F64"].includes(dtype)) return -1;
+  const aligned = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
+  const count = Math.floor(aligned.byteLength / size);
+  if (dtype === "F32") {
+    const words = new Uint32Array(aligned.buffer, aligned.byteOffset, count);
+    for (let i = 0; i < words.length; i++) {
+      if (((words[i] as number) & 0x7f800000) === 0x7f800000) return i;
+    }
+    return -1;
+  }
+  if (dtype === "F64") {
+    // The exponent is in the high word of each little-endian pair.
+    const words = new Uint32Array(aligned.buffer, aligned.byteOffset, count * 2);
+    for (let i = 1; i < words.length; i += 2) {
+      if (((words[i] as number) & 0x7ff00000) === 0x7ff00000) return (i - 1) / 2;
+    }
+    return -1;
+  }
+  const halves = new Uint16Array(aligned.buffer, aligned.byteOffset, count);
+  const mask = dtype === "F16" ? 0x7c00 : 0x7f80;
+  for (let i = 0; i < halves.length; i++) {
+    if (((halves[i] as number) & mask) === mask) return i;
+  }
+  return -1;
 }

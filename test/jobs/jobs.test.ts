@@ -95,7 +95,7 @@ describe("invert job", () => {
     expect(json.reconstruction.psnr).toBeCloseTo(full.report.reconstruction.psnr, 6);
   });
 
-  it("starts over, saying nothing of resuming, when the saved state is of other settings", async () => {
+  it("starts over, saying which setting changed, when the saved state is of other settings", async () => {
     const out = at("other.nti");
     const abort = new AbortController();
     await expect(
@@ -116,7 +116,9 @@ describe("invert job", () => {
       out,
       onNote: (n) => notes.push(n),
     });
-    expect(notes).toEqual([]);
+    expect(notes).toEqual([
+      `not resuming from ${out}.resume: the interrupted inversion differs in settings (lr 0.01 → 0.02); starting over`,
+    ]);
     expect(report.resumed).toBe(false);
     expect(report.unet_evals).toBeGreaterThanOrEqual(6 + 6 * 2 + 6);
   });

@@ -511,10 +511,14 @@ describe("hostile and truncated files", () => {
     paddedFile.close();
   });
 
-  it("reports a directory and a missing file by path", () => {
-    expect(() => SafetensorsFile.open(tmp)).toThrow(`${tmp}: invalid safetensors file: not a regular file`);
+  it("reports a directory and a missing file by path, with what was expected there", () => {
+    expect(() => SafetensorsFile.open(tmp)).toThrow(
+      `${tmp}: it is a folder (EISDIR); expected a safetensors file there`,
+    );
     const missing = path.join(tmp, "missing.safetensors");
-    expect(() => SafetensorsFile.open(missing)).toThrow(/ENOENT.*missing\.safetensors/);
+    expect(() => SafetensorsFile.open(missing)).toThrow(
+      `${missing}: nothing exists there (ENOENT); expected a safetensors file there`,
+    );
   });
 
   it("reports a file truncated after it was opened, naming the tensor", () => {
