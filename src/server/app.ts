@@ -72,7 +72,12 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   // The UNet's cost on this machine, measured before the first job so that nothing competes with it.
   const estimate = { secondsPerEval: o.measure === false ? undefined : await measureUnet(pipe) };
 
-  const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
+  // Bodies are validated as sent: an unknown or mistyped field is an error, not dropped or coerced.
+  const app = Fastify({
+    logger: false,
+    bodyLimit: 1024 * 1024,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+  });
   await app.register(multipart, {
     limits: { fileSize: maxUploadBytes, files: 1, fields: 40, fieldSize: 4096, parts: 42 },
   });

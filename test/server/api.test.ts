@@ -37,7 +37,7 @@ afterAll(async () => {
   await pipe?.release();
 });
 
-function form(fields: Record<string, string>, image: Uint8Array | undefined = png, type = "image/png"): FormData {
+function form(fields: Record<string, string>, image: Uint8Array | null = png, type = "image/png"): FormData {
   const f = new FormData();
   if (image) f.set("image", new Blob([image], { type }), "scene.png");
   for (const [k, v] of Object.entries(fields)) f.set(k, v);
@@ -152,4 +152,232 @@ describe("inversions, edits and attention maps", () => {
     const maps = (await getJson(`api/edits/${id}/attention`)).body;
     expect(maps.prompts.map((p: { prompt: string }) => p.prompt)).toEqual([demo.prompt, demo.edited]);
   }, 60_000);
+});
+
+describe("cancel, resume and restart", () => {
+  const nti = { prompt: demo.prompt, method: "nti", steps: "10", innerSteps: "2" };
+  let ntiId: string;
+
+  it("cancels an nti inversion mid-way; resubmitting it resumes from the saved state", async () => {
+    const res = await post("api/inversions", form(nti));
+    const { id, job } = await res.json();
+    let cancelled = false;
+    const run = await followJob(base, job, (e) => {
+      if (!cancelled && e.progress?.phase === "nti" && e.progress.step === 4) {
+        cancelled = true;
+        void fetch(`${base}api/jobs/${job}`, { method: "DELETE" });
+      }
+    });
+    expect(run.state).toBe("cancelled");
+    expect((await getJson(`api/jobs/${job}`)).body).toMatchObject({ state: "cancelled", resumable: true });
+    expect((await getJson(`api/inversions/${id}`)).status).toBe(404);
+    expect(fs.readdirSync(path.join(data, "resume")).filter((f) => f.endsWith(".resume"))).toHaveLength(1);
+
+    const again = await (await post("api/inversions", form(nti))).json();
+    const resumed = await followJob(base, again.job);
+    expect(resumed.state).toBe("done");
+    const ntiSteps = resumed.events.filter((e) => e.progress?.phase === "nti").map((e) => e.progress?.step);
+    expect(ntiSteps[0]).toBeGreaterThanOrEqual(5);
+    expect(resumed.events.some((e) => e.progress?.phase === "ddim")).toBe(false);
+    ntiId = again.id;
+    const { body } = await getJson(`api/inversions/${ntiId}`);
+    expect(body).toMatchObject({ method: "nti", settings: { steps: 10, innerSteps: 2 } });
+    expect(fs.readdirSync(path.join(data, "resume"))).toEqual([]);
+  }, 90_000);
+
+  it("queues a second job behind the first and shows its position", async () => {
+    const first = await (
+      await post(`api/inversions/${npiId}/edits`, JSON.stringify({ prompts: [demo.edited] }))
+    ).json();
+    const second = await (
+      await post(`api/inversions/${npiId}/edits`, JSON.stringify({ prompts: [demo.prompt] }))
+    ).json();
+    expect(second.position).toBe(1);
+    expect((await getJson(`api/jobs/${second.job}`)).body).toMatchObject({ state: "queued", position: 1 });
+    const cancel = await fetch(`${base}api/jobs/${second.job}`, { method: "DELETE" });
+    expect((await cancel.json()).state).toBe("cancelled");
+    expect((await followJob(base, first.job)).state).toBe("done");
+    const again = await fetch(`${base}api/jobs/${second.job}`, { method: "DELETE" });
+    await expectError(again, 409, /already cancelled/);
+  }, 60_000);
+
+  it("finds the inversions after a restart, and fails an interrupted job whose input is gone, with the reason", async () => {
+    await server.close();
+    const orphan = "0123456789abcdef";
+    fs.writeFileSync(
+      path.join(data, "jobs", `${orphan}.json`),
+      JSON.stringify({
+        id: orphan,
+        kind: "invert",
+        state: "running",
+        created: new Date().toISOString(),
+        inversion: "fedcba9876543210",
+      }),
+    );
+    server = await start();
+    base = server.url;
+    const { body } = await getJson("api/inversions");
+    expect(body.inversions.map((i: { id: string }) => i.id).sort()).toEqual([npiId, ntiId].sort());
+    const file = await fetch(`${base}api/inversions/${ntiId}/file`);
+    expect(file.headers.get("content-type")).toBe("application/octet-stream");
+    expect((await file.arrayBuffer()).byteLength).toBeGreaterThan(10 * 77 * 64 * 4);
+    expect((await getJson(`api/jobs/${orphan}`)).body).toMatchObject({
+      state: "failed",
+      error: expect.stringMatching(/server stopped.*uploaded image is gone/),
+    });
+  }, 60_000);
+
+  it("imports an .nti file and deletes an inversion", async () => {
+    const bytes = new Uint8Array(await (await fetch(`${base}api/inversions/${ntiId}/file`)).arrayBuffer());
+    const f = new FormData();
+    f.set("file", new Blob([bytes]), "x.nti");
+    const res = await post("api/inversions/import", f);
+    expect(res.status).toBe(202);
+    const { id, job } = await res.json();
+    expect((await followJob(base, job)).state).toBe("done");
+    expect((await getJson(`api/inversions/${id}`)).body).toMatchObject({ imported: true, prompt: demo.prompt });
+    const del = await fetch(`${base}api/inversions/${id}`, { method: "DELETE" });
+    expect(del.status).toBe(204);
+    expect((await getJson(`api/inversions/${id}`)).status).toBe(404);
+    const bad = new FormData();
+    bad.set("file", new Blob([new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9])]), "bad.nti");
+    await expectError(await post("api/inversions/import", bad), 400, /^file: /);
+  }, 60_000);
+});
+
+describe("bad input", () => {
+  it("refuses oversize uploads (413), pixel bombs before decoding (413) and unsupported types (415)", async () => {
+    const big = new Uint8Array(LIMIT + 1000);
+    big.set(png);
+    await expectError(await post("api/inversions", form({ prompt: "x" }, big)), 413, /^image: larger than/);
+    const bomb = await sharp({ create: { width: 3000, height: 3000, channels: 3, background: "#fff" } })
+      .png()
+      .toBuffer();
+    expect(bomb.length).toBeLessThan(LIMIT);
+    await expectError(
+      await post("api/inversions", form({ prompt: "x" }, new Uint8Array(bomb))),
+      413,
+      /3000×3000 is 9000000 pixels/,
+    );
+    const text = new TextEncoder().encode("hello, not an image");
+    await expectError(
+      await post("api/inversions", form({ prompt: "x" }, text, "text/plain")),
+      415,
+      /^image: not a PNG/,
+    );
+    await expectError(await post("api/inversions", JSON.stringify({ prompt: "x" })), 415, /multipart/);
+    const gif = new TextEncoder().encode("GIF89a....");
+    await expectError(await post("api/inversions", form({ prompt: "x" }, gif)), 415, /^image: /);
+  });
+
+  it("names the bad field of an inversion request", async () => {
+    await expectError(await post("api/inversions", form({ prompt: demo.prompt }, null)), 400, /^image: missing/);
+    await expectError(await post("api/inversions", form({})), 400, /^prompt: required/);
+    await expectError(await post("api/inversions", form({ prompt: "a ".repeat(100) })), 400, /^prompt: .*tokens/);
+    await expectError(await post("api/inversions", form({ prompt: "x", method: "magic" })), 400, /^method: "magic"/);
+    await expectError(await post("api/inversions", form({ prompt: "x", steps: "many" })), 400, /^steps: "many"/);
+    await expectError(
+      await post("api/inversions", form({ prompt: "x", method: "npi", innerSteps: "3" })),
+      400,
+      /innerSteps/,
+    );
+    await expectError(await post("api/inversions", form({ prompt: "x", fit: "zoom" })), 400, /^fit: "zoom"/);
+    await expectError(await post("api/inversions", form({ prompt: "x", bogus: "1" })), 400, /'bogus'/);
+  });
+
+  it("names the bad field of an edit request", async () => {
+    const edit = (body: unknown) => post(`api/inversions/${npiId}/edits`, JSON.stringify(body));
+    await expectError(await edit({}), 400, /prompts/);
+    await expectError(await edit({ prompts: [] }), 400, /prompts/);
+    await expectError(await edit({ prompts: [demo.edited], crossSteps: 2 }), 400, /crossSteps/);
+    await expectError(await edit({ prompts: [demo.edited], colour: 1 }), 400, /additional/);
+    await expectError(await edit({ prompts: [demo.edited], blend: ["zebra"] }), 400, /^blend\[0\]: "zebra"/);
+    await expectError(
+      await edit({ prompts: [demo.edited], reweight: [{ word: "zebra", scale: 2 }] }),
+      400,
+      /^reweight\[0\]\.word/,
+    );
+    await expectError(await edit({ prompts: ["a ".repeat(100)] }), 400, /^prompts\[0\]: .*tokens/);
+    await expectError(await post(`api/inversions/${npiId}/edits`, "{not json"), 400, /JSON|Unexpected|body/i);
+    await expectError(
+      await post("api/inversions/0000000000000000/edits", JSON.stringify({ prompts: ["x"] })),
+      404,
+      /no inversion/,
+    );
+  });
+
+  it("never takes a path from a request: ../ and encoded variants are 404 on every route", async () => {
+    const ids = [
+      "..",
+      "../../etc/passwd",
+      "..%2F..%2Fetc%2Fpasswd",
+      "%2e%2e",
+      "%2e%2e%2f%2e%2e%2fjobs",
+      "..%5c..%5cjobs",
+      "%252e%252e",
+    ];
+    const routes = [
+      ["GET", "/api/inversions/ID"],
+      ["GET", "/api/inversions/ID/file"],
+      ["GET", "/api/inversions/ID/input.png"],
+      ["GET", "/api/inversions/ID/reconstruction.png"],
+      ["GET", "/api/inversions/ID/attention"],
+      ["DELETE", "/api/inversions/ID"],
+      ["POST", "/api/inversions/ID/edits"],
+      ["GET", "/api/edits/ID"],
+      ["GET", "/api/edits/ID/attention"],
+      ["GET", "/api/edits/ID/images/source.png"],
+      ["GET", "/api/jobs/ID"],
+      ["GET", "/api/jobs/ID/events"],
+      ["DELETE", "/api/jobs/ID"],
+    ];
+    for (const [method, route] of routes) {
+      for (const id of ids) {
+        const res = await rawRequest(
+          base,
+          method as string,
+          (route as string).replace("ID", id),
+          method === "POST" ? { "content-type": "application/json" } : {},
+          method === "POST" ? JSON.stringify({ prompts: [demo.edited] }) : undefined,
+        );
+        expect([method, route, id, res.status]).toEqual([method, route, id, 404]);
+        expect(res.body).not.toMatch(/root:|"state"|safetensors/);
+      }
+    }
+    const edit = fs.readdirSync(path.join(data, "edits"))[0] as string;
+    for (const name of ["..%2Fmeta.json", "../meta.json", "%2e%2e%2f%2e%2e%2fjobs", "meta.json", "source.png%00"]) {
+      const res = await rawRequest(base, "GET", `/api/edits/${edit}/images/${name}`);
+      expect([name, res.status]).toEqual([name, 404]);
+    }
+    expect(fs.existsSync(path.join(os.tmpdir(), "etc"))).toBe(false);
+  });
+
+  it("refuses cross-site state changes (Origin) and foreign Host headers", async () => {
+    const body = JSON.stringify({ prompts: [demo.edited] });
+    const res = await post(`api/inversions/${npiId}/edits`, body, { origin: "http://evil.example" });
+    await expectError(res, 403, /^Origin: http:\/\/evil.example/);
+    const del = await rawRequest(base, "DELETE", `/api/inversions/${npiId}`, { origin: "http://evil.example" });
+    expect(del.status).toBe(403);
+    const rebinding = await rawRequest(base, "GET", "/api/inversions", { host: "evil.example:7860" });
+    expect(rebinding.status).toBe(403);
+    expect((await getJson(`api/inversions/${npiId}`)).status).toBe(200);
+  });
+
+  it("needs a token on a non-loopback host, and checks it", async () => {
+    await expect(startServer({ pipe, data, host: "0.0.0.0", port: 0, measure: false })).rejects.toThrow(/--token/);
+    const secured = await startServer({ pipe, data, port: 0, token: "s3cret-token", measure: false });
+    try {
+      expect((await fetch(`${secured.url}api/inversions`)).status).toBe(401);
+      const ok = await fetch(`${secured.url}api/inversions`, { headers: { authorization: "Bearer s3cret-token" } });
+      expect(ok.status).toBe(200);
+      expect((await fetch(`${secured.url}?token=wrong`)).status).toBe(401);
+      const open = await fetch(secured.openUrl, { redirect: "manual" });
+      expect(open.status).toBe(302);
+      const cookie = (open.headers.get("set-cookie") ?? "").split(";")[0] as string;
+      expect(cookie).toBe("nulltext_token=s3cret-token");
+      expect((await fetch(`${secured.url}api/inversions`, { headers: { cookie } })).status).toBe(200);
+    } finally {
+      await secured.close();
+    }
+  });
 });

@@ -49,6 +49,7 @@ export function rawRequest(
   method: string,
   rawPath: string,
   headers: Record<string, string> = {},
+  body?: string,
 ): Promise<{ status: number; body: string }> {
   const url = new URL(base);
   return new Promise((resolve, reject) => {
@@ -60,7 +61,7 @@ export function rawRequest(
       res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
     });
     req.on("error", reject);
-    req.end();
+    req.end(body);
   });
 }
 
