@@ -39,7 +39,7 @@ afterAll(async () => {
 
 function form(fields: Record<string, string>, image: Uint8Array | null = png, type = "image/png"): FormData {
   const f = new FormData();
-  if (image) f.set("image", new Blob([image], { type }), "scene.png");
+  if (image) f.set("image", new Blob([image as Uint8Array<ArrayBuffer>], { type }), "scene.png");
   for (const [k, v] of Object.entries(fields)) f.set(k, v);
   return f;
 }
