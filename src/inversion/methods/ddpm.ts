@@ -48,7 +48,7 @@ export interface DdpmSettings extends InversionSettings {
   /** T_skip: steps left out at the start of sampling (sampling starts from x_{T−T_skip}). */
   skip: number;
   /** Seed of the independent noises ñ_t of eq. 5. */
-  seed: number;
+  noiseSeed: number;
 }
 
 /** The guided ε of the source prompt on one latent, as the sampler's denoiser computes it. */
@@ -77,7 +77,7 @@ async function invert(run: InversionRun<DdpmSettings>): Promise<Record<string, S
   const count = s.steps - s.skip;
   const timesteps = schedule.timesteps;
   // ñ for the sampled steps skip..steps−1, one seeded stream
-  const noise = gaussianArray(count * size, s.seed);
+  const noise = gaussianArray(count * size, s.noiseSeed);
   const xs = Array.from({ length: count }, (_, k) =>
     noised(schedule, x0, timesteps[s.skip + k] as number, noise.subarray(k * size, (k + 1) * size)),
   );
@@ -128,10 +128,10 @@ function ddpmSampler(noise: StoredTensor, skip: number): MethodSampler {
 export const ddpm: InversionMethodModule<DdpmSettings> = {
   id: "ddpm",
   summary: "edit-friendly DDPM inversion: noise maps for the η = 1 sampler (Huberman-Spiegelglas et al. 2024)",
-  defaults: { steps: 50, guidance: 3.5, skip: 18, seed: 0 },
+  defaults: { steps: 50, guidance: 3.5, skip: 18, noiseSeed: 0 },
   help: {
     skip: "T_skip: sampling starts this many steps later, from x_{T−skip} (default 18 of 50, the paper's 36 of 100)",
-    seed: "seed of the independently drawn noisy latents x_t (default 0)",
+    noiseSeed: "seed of the independently drawn noisy latents x_t (default 0)",
   },
   validate(s) {
     validateCommon(s);
@@ -142,8 +142,8 @@ export const ddpm: InversionMethodModule<DdpmSettings> = {
         s.skip,
         `an integer in 0..${s.steps - 1}, fewer than the ${s.steps} steps`,
       );
-    if (!(Number.isInteger(s.seed) && s.seed >= 0 && s.seed <= 0xffffffff))
-      throw invalidSetting(s.method, "seed", s.seed, "an integer in 0..4294967295");
+    if (!(Number.isInteger(s.noiseSeed) && s.noiseSeed >= 0 && s.noiseSeed <= 0xffffffff))
+      throw invalidSetting(s.method, "noiseSeed", s.noiseSeed, "an integer in 0..4294967295");
   },
   invert,
   checkStored(tensors, s) {
