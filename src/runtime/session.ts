@@ -6,6 +6,16 @@ import type { CompiledGraph, CompileOptions, ValueSpec } from "../graph/compile.
 import { type AnyTypedArray, DTYPES, type DType, dtypeFromOrt } from "../graph/dtype.js";
 import { getPlatform, type OrtSession, type OrtSessionOptions, type OrtTensor } from "../platform/platform.js";
 
+/** Runs of every session in this process and the wall time spent inside ONNX Runtime's run (for benchmarks). */
+const RUN_STATS = { runs: 0, seconds: 0 };
+
+/** A copy of the run counters (see RUN_STATS); `reset` starts them again from zero. */
+export function sessionRunStats(reset = false): { runs: number; seconds: number } {
+  const copy = { ...RUN_STATS };
+  if (reset) Object.assign(RUN_STATS, { runs: 0, seconds: 0 });
+  return copy;
+}
+
 /** A tensor in host memory. */
 export interface HostTensor {
   data: AnyTypedArray;
@@ -132,10 +142,14 @@ export class Session {
       ortFeeds[w.name] = feed ? toOrt(this.graph.name, spec, feed) : (this.weightFeeds.get(w.name) as OrtTensor);
     }
     let result: Record<string, OrtTensor>;
+    const t0 = performance.now();
     try {
       result = outputs ? await this.session.run(ortFeeds, [...outputs]) : await this.session.run(ortFeeds);
     } catch (err) {
       throw explain(this.graph, err, "running");
+    } finally {
+      RUN_STATS.runs++;
+      RUN_STATS.seconds += (performance.now() - t0) / 1000;
     }
     const out: Record<string, HostTensor> = {};
     for (const [name, t] of Object.entries(result)) {
