@@ -143,7 +143,7 @@ describe("nulltext CLI", () => {
     expect((await run("invert", at("photo.png"), "--out", at("x.nti"), ...common)).err).toMatch(/needs --prompt/);
     expect(
       (await run("invert", at("photo.png"), "--prompt", "x", "--out", at("x.nti"), "--method", "magic", ...common)).err,
-    ).toMatch(/unknown inversion method "magic" \(methods: nti, npi, ddim, nti-global, nti-conditional\)/);
+    ).toMatch(/unknown inversion method "magic" \(methods: nti, npi, ddim, nti-global, nti-conditional(, [\w-]+)*\)/);
     // A setting of another method is named as such, before the model is loaded.
     const lr = await run(
       "invert",
