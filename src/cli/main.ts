@@ -354,6 +354,7 @@ async function edit(p: Parsed): Promise<void> {
   const out = requireOut(p.values, "PNG", [file]);
   const nullSteps =
     num(p.values["null-steps"], "null-steps", (n) => n >= 0 && n <= 1, "a fraction in 0..1") ?? EDIT_NULL_STEPS;
+  const guidance = num(p.values.guidance, "guidance");
   await withPipeline(p.values, async (pipe) => {
     const inversion: Inversion = readInversionFor(file, pipe, p.values);
     const { edits, p2p } = editOptions(p.values, inversion.prompt, prompts);
@@ -362,7 +363,7 @@ async function edit(p: Parsed): Promise<void> {
       edits,
       promptToPrompt: p2p,
       nullSteps,
-      guidance: num(p.values.guidance, "guidance"),
+      guidance,
       out,
       grid: p.values.grid === true,
       inversionFile: file,
@@ -377,10 +378,11 @@ async function edit(p: Parsed): Promise<void> {
 async function reconstruct(p: Parsed): Promise<void> {
   const file = inversionArg(p);
   const out = requireOut(p.values, "PNG", [file]);
+  const guidance = num(p.values.guidance, "guidance");
   await withPipeline(p.values, async (pipe) => {
     await reconstructJob(pipe, {
       inversion: readInversionFor(file, pipe, p.values),
-      guidance: num(p.values.guidance, "guidance"),
+      guidance,
       out,
       inversionFile: file,
       signal: p.signal,
@@ -395,12 +397,16 @@ async function generate(p: Parsed): Promise<void> {
   const prompt = (p.values.prompt as string[] | undefined)?.[0];
   if (prompt === undefined) throw new UsageError("generate needs --prompt");
   const out = requireOut(p.values, "PNG");
+  const seed = num(p.values.seed, "seed", Number.isInteger, "an integer") ?? 0;
+  const steps =
+    num(p.values.steps, "steps", (n) => Number.isInteger(n) && n >= 1 && n <= 1000, "an integer in 1..1000") ?? 50;
+  const guidance = num(p.values.guidance, "guidance");
   await withPipeline(p.values, async (pipe) => {
     await generateJob(pipe, {
       prompt,
-      seed: num(p.values.seed, "seed", Number.isInteger, "an integer") ?? 0,
-      steps: num(p.values.steps, "steps") ?? 50,
-      guidance: num(p.values.guidance, "guidance"),
+      seed,
+      steps,
+      guidance,
       out,
       signal: p.signal,
       onNote: note,

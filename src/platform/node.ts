@@ -148,7 +148,14 @@ function ort(): OrtBinding {
 }
 
 function identify(file: string, options: { followLinks?: boolean } = {}): FileIdentity | undefined {
-  const stat = (options.followLinks ? fs.statSync : fs.lstatSync)(file, { throwIfNoEntry: false });
+  let stat: fs.Stats | undefined;
+  try {
+    stat = (options.followLinks ? fs.statSync : fs.lstatSync)(file, { throwIfNoEntry: false });
+  } catch (error) {
+    // A part of the path is a file: nothing can exist there.
+    if ((error as NodeJS.ErrnoException).code === "ENOTDIR") return undefined;
+    throw error;
+  }
   if (!stat) return undefined;
   const kind = stat.isFile() ? "file" : stat.isDirectory() ? "directory" : stat.isSymbolicLink() ? "symlink" : "other";
   return { kind, size: stat.size, dev: stat.dev, ino: stat.ino, mtimeMs: stat.mtimeMs };
