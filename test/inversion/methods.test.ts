@@ -18,8 +18,9 @@ describe("inversion methods", () => {
     // the paper's method first (the default), then its baselines and ablations; later methods follow
     expect([...METHODS.keys()].slice(0, 5)).toEqual(["nti", "npi", "ddim", "nti-global", "nti-conditional"]);
     for (const m of METHODS.values()) {
+      // every method says its steps and guidance (edit-friendly DDPM's paper guides at 3.5, the others at 7.5)
       expect(m.defaults.steps).toBe(50);
-      expect(m.defaults.guidance).toBe(7.5);
+      expect(typeof m.defaults.guidance).toBe("number");
       expect(() => m.validate({ method: m.id, ...m.defaults } as InversionSettings)).not.toThrow();
       expect(m.summary.length).toBeGreaterThan(10);
     }
