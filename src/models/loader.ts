@@ -62,6 +62,13 @@ export interface LoadOptions {
   configFrom?: string | InMemoryFolder;
   /** For a single-file checkpoint given as bytes: its name in messages (default "<memory>.safetensors"). */
   name?: string;
+  /**
+   * Run the DDIM scheduler with this `steps_offset`. Default: 1, as diffusers' pipelines rewrite
+   * any other value of the config to 1 (with a deprecation warning, since diffusers 0.4; the
+   * official null-text notebook's scheduler, steps_offset 0, runs as 1). Give the config's value
+   * to run it as written.
+   */
+  stepsOffset?: number;
 }
 
 const COMPONENT_CLASSES: Record<string, string[]> = {
@@ -305,7 +312,9 @@ async function loadFolder(folder: ModelFolder, options: LoadOptions): Promise<St
   const textConfig = config("text_encoder", "config.json", parseCLIPTextConfig);
   const unetConfig = config("unet", "config.json", parseUNetConfig);
   const vaeConfig = config("vae", "config.json", parseVAEConfig);
-  const scheduler = config("scheduler", "scheduler_config.json", parseSchedulerForPipeline);
+  const scheduler = config("scheduler", "scheduler_config.json", (j, f) =>
+    parseSchedulerForPipeline(j, f, options.stepsOffset),
+  );
   const tokenizer = await ClipTokenizer.fromFiles(joinPath(dir, "tokenizer"), async (name) => {
     const p = joinPath("tokenizer", name);
     return folder.has(p) ? folder.text(p, "tokenizer") : undefined;
@@ -377,11 +386,18 @@ function assemble(
 
 /**
  * The scheduler as StableDiffusionPipeline uses it: diffusers' pipeline replaces an outdated
- * `steps_offset` ≠ 1 and `clip_sample: true` (latents are not in [−1, 1]) with the SD values.
+ * `steps_offset` ≠ 1 (with a warning, as diffusers gives) and `clip_sample: true` (latents are not
+ * in [−1, 1]) with the SD values. `stepsOffset` (LoadOptions) runs the given offset instead.
  */
-function parseSchedulerForPipeline(json: unknown, file: string): DDIMConfig {
+function parseSchedulerForPipeline(json: unknown, file: string, stepsOffset?: number): DDIMConfig {
   const c = parseDDIMConfig(json, file);
-  return { ...c, steps_offset: 1, clip_sample: false };
+  if (stepsOffset === undefined && c.steps_offset !== 1) {
+    getPlatform().warn(
+      `${file}: steps_offset is ${c.steps_offset}; running it as 1, as diffusers' pipelines do ` +
+        `(pass stepsOffset: ${c.steps_offset}, or --steps-offset ${c.steps_offset}, to run the scheduler as written)`,
+    );
+  }
+  return { ...c, steps_offset: stepsOffset ?? 1, clip_sample: false };
 }
 
 /** The safetensors file(s) of a component: plain, variant, or sharded with an index. */
@@ -416,7 +432,7 @@ async function loadSingleFile(file: SafetensorsFile, options: LoadOptions): Prom
   let textConfig = inferred.text;
   let unetConfig = inferred.unet;
   let vaeConfig = inferred.vae;
-  let scheduler = inferred.scheduler;
+  let scheduler = { ...inferred.scheduler, steps_offset: options.stepsOffset ?? inferred.scheduler.steps_offset };
   let tokenizerFolder = localFolder(
     joinPath(dirName(new URL(import.meta.url).pathname), "..", "..", "models", "nulltext-shapes"),
   );
@@ -428,7 +444,7 @@ async function loadSingleFile(file: SafetensorsFile, options: LoadOptions): Prom
     textConfig = read("text_encoder/config.json", parseCLIPTextConfig);
     unetConfig = read("unet/config.json", parseUNetConfig);
     vaeConfig = read("vae/config.json", parseVAEConfig);
-    scheduler = read("scheduler/scheduler_config.json", parseSchedulerForPipeline);
+    scheduler = read("scheduler/scheduler_config.json", (j, f) => parseSchedulerForPipeline(j, f, options.stepsOffset));
     tokenizerFolder = folder;
   }
   hash.add(JSON.stringify({ textConfig, unetConfig, vaeConfig, scheduler }));
