@@ -42,6 +42,8 @@ usage:
 common options:
   --model PATH        diffusers folder or single .safetensors checkpoint (default: the built-in model)
   --config-from DIR   configs and tokenizer for a single-file checkpoint
+  --steps-offset N    run the scheduler with steps_offset N (default 1: diffusers' pipelines run any
+                      other value of a scheduler config as 1, with a warning; give it to run it as written)
   --steps N           DDIM steps (default 50)         --guidance W     guidance scale (default 7.5)
   --threads N         ONNX Runtime threads, 1..4× the CPUs (default: all CPUs)
   --unet-weights M    auto (default: shared for models over 1 GiB of weights, else per-session)
@@ -119,6 +121,11 @@ function checkPositionals(command: string, positionals: string[]): void {
 }
 
 /** --threads: an integer in 1..4× the CPUs (more only costs memory: every thread has its buffers). */
+function stepsOffset(values: Parsed["values"]): number | undefined {
+  const check = (n: number) => Number.isInteger(n) && n >= 0;
+  return num(values["steps-offset"], "steps-offset", check, "an integer ≥ 0");
+}
+
 function threads(values: Parsed["values"]): number | undefined {
   const cpus = os.availableParallelism();
   return num(
@@ -138,6 +145,7 @@ function parse(argv: string[]): Parsed {
       out: { type: "string" },
       model: { type: "string" },
       "config-from": { type: "string" },
+      "steps-offset": { type: "string" },
       method: { type: "string" },
       steps: { type: "string" },
       guidance: { type: "string" },
@@ -188,6 +196,7 @@ async function pipelineFor(values: Parsed["values"]): Promise<NullTextPipeline> 
   const model = str(values.model) ?? DEFAULT_MODEL;
   return NullTextPipeline.load(model, {
     configFrom: str(values["config-from"]),
+    stepsOffset: stepsOffset(values),
     threads: threads(values),
     unetWeights: unetWeights(values),
   });
@@ -420,6 +429,7 @@ async function info(p: Parsed): Promise<void> {
   const source = p.positionals[0] ?? str(p.values.model) ?? DEFAULT_MODEL;
   const pipe = await NullTextPipeline.load(source, {
     configFrom: str(p.values["config-from"]),
+    stepsOffset: stepsOffset(p.values),
     threads: threads(p.values),
   });
   const m = pipe.model;
