@@ -365,7 +365,7 @@ export class NullTextPipeline {
   private checkInversion(inv: Inversion): void {
     if (inv.model !== this.model.fingerprint) {
       throw new Error(
-        `this inversion was made with another model (${inv.model}); the loaded model is ${this.model.fingerprint}`,
+        `this inversion was made with another model (${inv.model}${inv.modelSource ? `, loaded from '${inv.modelSource}'` : ""}); the loaded model is ${this.model.fingerprint}`,
       );
     }
     const [c, h, w] = this.latentShape;
