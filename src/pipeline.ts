@@ -337,6 +337,7 @@ export class NullTextPipeline {
         prompt,
         settings,
         model: this.model.fingerprint,
+        modelSource: this.model.source,
         imageHash,
         width: image.width,
         height: image.height,
