@@ -193,7 +193,8 @@ function str(v: unknown): string | undefined {
 }
 
 async function pipelineFor(values: Parsed["values"]): Promise<NullTextPipeline> {
-  const model = str(values.model) ?? DEFAULT_MODEL;
+  // Absolute, so that the inversion's model hint names it from any folder.
+  const model = path.resolve(str(values.model) ?? DEFAULT_MODEL);
   return NullTextPipeline.load(model, {
     configFrom: str(values["config-from"]),
     stepsOffset: stepsOffset(values),

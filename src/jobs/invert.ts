@@ -136,7 +136,6 @@ async function runInvert(
     seconds: { ...stats.seconds, total: (performance.now() - t0) / 1000 },
     output: job.out,
   };
-  inversion.modelSource = pipe.model.source;
   if (job.out && files) {
     // A run stopped (a signal, its parent gone) writes nothing after the stop.
     job.signal?.throwIfAborted();
