@@ -13,7 +13,7 @@ export {
   refinementMapper,
   replacementMapper,
 } from "./editing/prompt_to_prompt/index.js";
-export { sample } from "./editing/sample.js";
+export { type MethodSampler, type MethodSamplerRun, sample } from "./editing/sample.js";
 export * as graph from "./graph/index.js";
 export * from "./image/index.js";
 export { ddimInversion } from "./inversion/ddim_inversion.js";
@@ -76,6 +76,8 @@ export {
   ddimSchedule,
   ddimStep,
   ddimStepCoefficients,
+  ddimStepEta,
   ddimTimesteps,
+  ddimVariance,
   parseDDIMConfig,
 } from "./schedulers/ddim.js";
