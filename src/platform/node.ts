@@ -89,7 +89,10 @@ function writeFileAtomic(
   const chunks: Iterable<Uint8Array> =
     typeof data === "string" ? [new TextEncoder().encode(data)] : data instanceof Uint8Array ? [data] : data;
   const partial = `${file}.partial`;
-  const fd = fs.openSync(partial, "w");
+  // A stale partial (a crash) is ours to replace; created exclusively, so that a link left at that
+  // name is removed rather than written through.
+  fs.rmSync(partial, { force: true });
+  const fd = fs.openSync(partial, "wx");
   try {
     let position = 0;
     for (const chunk of chunks) {

@@ -19,7 +19,7 @@ import {
   readInversion,
   writeInversion,
 } from "../../src/inversion/file.js";
-import { checkOutputs, lockOutput, resumeMismatch, withOutputs } from "../../src/jobs/index.js";
+import { checkOutputs, lockOutput, resumeMismatch, withOutputs, writeOutput } from "../../src/jobs/index.js";
 import { loadStableDiffusion } from "../../src/models/loader.js";
 import type { InversionResume, NullTextPipeline } from "../../src/pipeline.js";
 import { NullTextPipeline as Pipeline } from "../../src/pipeline.js";
@@ -79,6 +79,26 @@ describe("output locks", () => {
     fs.writeFileSync(`${out}.lock`, JSON.stringify({ pid: sleeper.pid }));
     lock.release();
     expect(JSON.parse(fs.readFileSync(`${out}.lock`, "utf8")).pid).toBe(sleeper.pid);
+  });
+});
+
+describe("atomic writes", () => {
+  it("replace a link left at the temporary name instead of writing through it", () => {
+    fs.writeFileSync(at("victim"), "keep");
+    fs.symlinkSync(at("victim"), at("out.png.partial"));
+    writeOutput(at("out.png"), "new");
+    expect(fs.readFileSync(at("victim"), "utf8")).toBe("keep");
+    expect(fs.readFileSync(at("out.png"), "utf8")).toBe("new");
+    expect(fs.existsSync(at("out.png.partial"))).toBe(false);
+  });
+
+  it("refuse at write time an output that became a link after the checks", () => {
+    fs.writeFileSync(at("real.png"), "real");
+    fs.symlinkSync(at("real.png"), at("late.png"));
+    expect(() => writeOutput(at("late.png"), "new")).toThrow(
+      `output ${at("late.png")} is a symbolic link (nulltext neither writes through links nor replaces them; give the real path); refusing to replace it`,
+    );
+    expect(fs.readFileSync(at("real.png"), "utf8")).toBe("real");
   });
 });
 
