@@ -3,7 +3,9 @@
  * from z_T with classifier-free guidance, a null embedding per step (null-text inversion's ∅_t, or
  * the empty prompt's), and optional attention control with local blending — as the official
  * null-text notebook's `text2image_ldm_stable` with `uncond_embeddings` runs it, except that the
- * edited prompts may be given null embeddings of their own (the pipeline's EDIT_NULL_STEPS).
+ * edited prompts may be given null embeddings of their own (the pipeline's EDIT_NULL_STEPS). An
+ * inversion method may replace the DDIM step with its own (MethodSampler: ddpm's η = 1 step with
+ * stored noise, EDICT's coupled pair), and may start later or correct the latents after each step.
  */
 import { type DDIMSchedule, ddimStep } from "../schedulers/ddim.js";
 import type { Denoiser } from "./denoiser.js";
