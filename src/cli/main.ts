@@ -213,13 +213,14 @@ function unetWeights(values: Parsed["values"]): "auto" | "shared" | "per-session
 
 /**
  * `--out`, checked before anything is loaded (the jobs check every output again, with its sidecars,
- * and lock it): not an input, not a folder, link or device, in an existing writable folder.
+ * and lock it): not an input (nor inside the model's folder), not a folder, link or device, in an
+ * existing writable folder.
  */
 function requireOut(values: Parsed["values"], ext: string, inputs: string[] = []): string {
   const out = str(values.out);
   if (!out) throw new UsageError(`--out is required (a ${ext} path)`);
   try {
-    checkOutputs([out], inputs);
+    checkOutputs([out], [...inputs, str(values.model) ?? DEFAULT_MODEL]);
   } catch (err) {
     if (err instanceof OutputError) throw new UsageError(`--out: ${err.message}`);
     throw err;

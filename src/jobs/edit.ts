@@ -44,11 +44,11 @@ export interface EditReport {
   seconds: number;
 }
 
-/** The files a job reads that its outputs must not replace: the inversion file and a single-file model. */
+/** The files a job reads that its outputs must not replace: the inversion file and the model (file or folder). */
 function jobInputs(pipe: NullTextPipeline, inversionFile: string | undefined): string[] {
   const model = pipe.model.source;
-  const modelFile = getPlatform().identify(model, { followLinks: true })?.kind === "file" ? model : undefined;
-  return [inversionFile, modelFile].filter((p): p is string => p !== undefined);
+  const local = getPlatform().identify(model, { followLinks: true }) !== undefined;
+  return [inversionFile, local ? model : undefined].filter((p): p is string => p !== undefined);
 }
 
 /** Edits and writes; the outputs are checked and locked before any compute (see withOutputs). */

@@ -70,14 +70,14 @@ export async function invertJob(
 ): Promise<{ inversion: Inversion; reconstruction: RgbImage; report: InvertReport }> {
   const files = job.out ? inversionSidecars(job.out) : undefined;
   const outputs = job.out && files ? [job.out, files.report, files.resume, ...(job.grid ? [files.grid] : [])] : [];
-  const inputs = [job.source, modelFile(pipe)].filter((p): p is string => p !== undefined);
+  const inputs = [job.source, modelPath(pipe)].filter((p): p is string => p !== undefined);
   return withOutputs(outputs, inputs, job.onNote, () => runInvert(pipe, job, files));
 }
 
-/** The model's path when it is a single file (an output must not replace it either). */
-function modelFile(pipe: NullTextPipeline): string | undefined {
+/** The model's path when it is on this platform's files (a checkpoint or a folder): outputs stay out of it. */
+function modelPath(pipe: NullTextPipeline): string | undefined {
   const source = pipe.model.source;
-  return getPlatform().identify(source, { followLinks: true })?.kind === "file" ? source : undefined;
+  return getPlatform().identify(source, { followLinks: true }) ? source : undefined;
 }
 
 async function runInvert(

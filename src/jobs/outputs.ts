@@ -69,6 +69,8 @@ export function checkOutputs(outputs: readonly string[], inputs: readonly string
     const id = platform.identify(input, { followLinks: true });
     return id ? [{ input, id }] : [];
   });
+  // A folder input (a diffusers model) holds inputs too: nothing is written inside it.
+  const inputDirs = inputIds.filter((i) => i.id.kind === "directory").map((i) => `${platform.realPath(i.input)}/`);
   const probed = new Set<string>();
   for (const out of outputs) {
     refuseNonFile(out);
@@ -80,6 +82,13 @@ export function checkOutputs(outputs: readonly string[], inputs: readonly string
       );
     }
     const dir = dirName(out) || ".";
+    const realDir = platform.identify(dir, { followLinks: true }) ? `${platform.realPath(dir)}/` : undefined;
+    const inside = realDir && inputDirs.find((d) => realDir.startsWith(d));
+    if (inside) {
+      throw new OutputError(
+        `output ${out} is inside the input folder ${inside.slice(0, -1)}; writing there could replace its files: choose another --out`,
+      );
+    }
     if (probed.has(dir)) continue;
     probed.add(dir);
     const folder = platform.identify(dir, { followLinks: true });

@@ -110,6 +110,11 @@ describe("outputs that are inputs", () => {
       `output ${at("in.png")} is the input ${at("alias.png")} (the same file); writing it would destroy the input: choose another --out`,
     );
     expect(() => checkOutputs([`${root}/./in.png`], [at("in.png")])).toThrow(/is the input/);
+    fs.mkdirSync(at("model/unet"), { recursive: true });
+    fs.symlinkSync(at("model"), at("model-link"));
+    expect(() => checkOutputs([at("model-link/unet/new.png")], [at("model")])).toThrow(
+      `output ${at("model-link/unet/new.png")} is inside the input folder ${fs.realpathSync(at("model"))}; writing there could replace its files: choose another --out`,
+    );
     expect(fs.readFileSync(at("in.png"), "utf8")).toBe("image");
   });
 });
@@ -203,8 +208,7 @@ describe("messages and bounds", () => {
   it("keeps the model's source in the inversion file, and still reads version 2 files (no checksum)", () => {
     const inv = sample("f".repeat(32), "/models/sd");
     expect(decodeInversion(encodeInversion(inv)).modelSource).toBe("/models/sd");
-    const { modelSource: _, ...v2 } = { ...headerFields(inv), format: "nulltext-inversion", version: 2 };
-    const back = decodeInversion(withHeader(inv, JSON.stringify(v2)), "v2.nti");
+    const back = decodeInversion(withHeader(inv, JSON.stringify(v2Header(inv))), "v2.nti");
     expect(back.prompt).toBe(inv.prompt);
     expect(back.modelSource).toBeUndefined();
   });
@@ -226,12 +230,14 @@ function sample(model: string, modelSource: string): Inversion {
   };
 }
 
-function headerFields(inv: Inversion): Record<string, unknown> {
+/** The header nulltext wrote in format version 2: no model hint, no checksum. */
+function v2Header(inv: Inversion): Record<string, unknown> {
   return {
+    format: "nulltext-inversion",
+    version: 2,
     prompt: inv.prompt,
     settings: inv.settings,
     model: inv.model,
-    modelSource: inv.modelSource,
     imageHash: inv.imageHash,
     width: inv.width,
     height: inv.height,

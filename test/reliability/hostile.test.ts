@@ -217,6 +217,17 @@ const CASES: Record<string, Case[]> = {
         /output \/sys\/kernel\/out\.png: cannot write in \/sys\/kernel: .*\((EACCES|EROFS|EPERM)\); expected a writable folder there/,
     },
     {
+      name: "--out over a weight file inside the model folder",
+      setup: (d) => {
+        const model = copyModel(PARITY, path.join(d, "model"));
+        const weights = path.join(model, "unet", "diffusion_pytorch_model.safetensors");
+        return ["reconstruct", nti(d), "--out", weights, "--model", model, "--threads", "1"];
+      },
+      rc: 2,
+      message:
+        /output .*model\/unet\/diffusion_pytorch_model\.safetensors is inside the input folder .*model; writing there could replace its files/,
+    },
+    {
       name: "the report beside --out is a folder (found by the job before any compute)",
       setup: async (d) => {
         fs.mkdirSync(path.join(d, "x.nti.json"));
