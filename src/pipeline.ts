@@ -11,7 +11,7 @@ import { fromTensor, type RgbImage, toTensor } from "./image/index.js";
 import { ddimInversion } from "./inversion/ddim_inversion.js";
 import type { Inversion } from "./inversion/file.js";
 import { GuidedStep } from "./inversion/guided_step.js";
-import type { InversionSettings, MethodState, SamplerConditioning } from "./inversion/method.js";
+import type { InversionSettings, MethodState, SamplerConditioning, StepTrace } from "./inversion/method.js";
 import { throwIfAborted } from "./inversion/method.js";
 import { getMethod, resolveSettings } from "./inversion/registry.js";
 import { type LoadOptions, loadStableDiffusion, type ModelSource, type StableDiffusion } from "./models/loader.js";
@@ -72,6 +72,8 @@ export interface PhaseStats {
   vjps: number;
   /** Whether saved state of an interrupted run was used. */
   resumed: boolean;
+  /** Per step of an optimising method: inner iterations, first and last loss, early stop (empty for the others). */
+  trace: StepTrace[];
 }
 
 /**
@@ -253,7 +255,7 @@ export class NullTextPipeline {
     this.checkImage(image);
     this.tokenize(prompt);
     const imageHash = await getPlatform().sha256(image.data);
-    const stats: PhaseStats = { seconds: {}, unetEvals: 0, vjps: 0, resumed: false };
+    const stats: PhaseStats = { seconds: {}, unetEvals: 0, vjps: 0, resumed: false, trace: [] };
     const timed = async <T>(phase: string, f: () => Promise<T>): Promise<T> => {
       const t0 = performance.now();
       try {
@@ -322,6 +324,7 @@ export class NullTextPipeline {
       },
       progress: (p) => onProgress?.({ phase: "method", ...p }),
       counters,
+      trace: stats.trace,
       signal,
     });
     // a method without the DDIM trajectory (SDEdit) starts from z_0; its conditioning says where sampling starts

@@ -43,6 +43,17 @@ export interface MethodProgress {
   iterations?: number;
 }
 
+/** One step (or pass) of an optimising method, as the inversion report lists it. */
+export interface StepTrace {
+  step: number;
+  /** Inner iterations run. */
+  iterations: number;
+  first_loss: number;
+  last_loss: number;
+  /** Whether the early stop ended the step before its iteration budget. */
+  early_stop: boolean;
+}
+
 /** What a method gets to invert an image with. */
 export interface InversionRun<S extends InversionSettings = InversionSettings> {
   settings: S;
@@ -71,6 +82,8 @@ export interface InversionRun<S extends InversionSettings = InversionSettings> {
   progress(p: MethodProgress): void;
   /** Counts of UNet evaluations and vector–Jacobian products, for the report. */
   counters: { unetEvals: number; vjps: number };
+  /** What an optimising method did at each step (or pass), for the report; others leave it empty. */
+  trace: StepTrace[];
   signal?: AbortSignal;
 }
 

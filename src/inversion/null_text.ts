@@ -48,7 +48,19 @@ export interface NullTextState {
   current: Float32Array;
   unetEvals: number;
   vjps: number;
-  losses: number[];
+  /** Per finished timestep (per pass for the global ablation): what the optimisation did. */
+  trace: OptimisationTrace[];
+}
+
+/** One timestep of the optimisation (one pass over the trajectory for the global ablation). */
+export interface OptimisationTrace {
+  /** Adam iterations run. */
+  iterations: number;
+  /** The loss of the first and of the last iteration, before its update (global: of the pass's first and last timestep). */
+  firstLoss: number;
+  lastLoss: number;
+  /** Whether the loss fell below the early-stop threshold before the N iterations were spent. */
+  earlyStop: boolean;
 }
 
 export interface NullTextHooks {
@@ -91,7 +103,7 @@ export async function nullTextOptimization(
     current: Float32Array.from(optimiseCond ? cond : uncondInit),
     unetEvals: 0,
     vjps: 0,
-    losses: [],
+    trace: [],
   };
   for (let i = s.completed; i < T; i++) {
     const t = schedule.timesteps[i] as number;
@@ -104,6 +116,8 @@ export async function nullTextOptimization(
     const adam = new Adam([variable], { lr: baseLr * (1 - i / 100) });
     let iterations = 0;
     let loss = Number.NaN;
+    let firstLoss = Number.NaN;
+    let earlyStop = false;
     for (let j = 0; j < N; j++) {
       throwIfAborted(hooks.signal);
       const r = await step.lossAndGrad({
@@ -121,14 +135,18 @@ export async function nullTextOptimization(
       s.vjps++;
       iterations++;
       loss = r.loss;
+      if (j === 0) firstLoss = loss;
       if (!Number.isFinite(loss)) throw new Error(`null-text: the loss is ${loss} at step ${i} (t = ${t})`);
       adam.update([r.grad]);
       // As the official code: the step is taken, then the loss (before it) is compared.
-      if (loss < eps + i * slope) break;
+      if (loss < eps + i * slope) {
+        earlyStop = true;
+        break;
+      }
     }
     s.embeddings.push(Float32Array.from(variable));
     s.current = variable;
-    s.losses.push(loss);
+    s.trace.push({ iterations, firstLoss, lastLoss: loss, earlyStop });
     // z̄_{t−1}: the guided step with the final embedding.
     const epsVar = await step.eps(s.latent, t, variable);
     s.unetEvals++;
@@ -165,11 +183,13 @@ async function globalNullText(
     current: variable,
     unetEvals: 0,
     vjps: 0,
-    losses: [],
+    trace: [],
   };
   for (let pass = 0; pass < p.N; pass++) {
     let z = pivots[T] as Float32Array;
     let total = 0;
+    let first = Number.NaN;
+    let last = Number.NaN;
     for (let i = 0; i < T; i++) {
       throwIfAborted(hooks.signal);
       const t = schedule.timesteps[i] as number;
@@ -189,11 +209,13 @@ async function globalNullText(
       s.unetEvals += 2;
       s.vjps++;
       total += r.loss;
+      if (i === 0) first = r.loss;
+      last = r.loss;
       adam.lr = p.baseLr * (1 - i / 100);
       adam.update([r.grad]);
       z = r.prev; // the guided step with the ∅ before this update, so the pass follows one trajectory
     }
-    s.losses.push(total / T);
+    s.trace.push({ iterations: T, firstLoss: first, lastLoss: last, earlyStop: false });
     hooks.onProgress?.({ step: pass + 1, total: p.N, iterations: T, loss: total / T });
   }
   s.embeddings = [Float32Array.from(variable)];

@@ -43,6 +43,18 @@ describe("resuming an interrupted inversion", () => {
     // No DDIM inversion again, only steps 4..6 of the optimisation.
     expect(resumedSteps).toEqual([4, 5, 6]);
     expect(resumed.stats.resumed).toBe(true);
+    // the optimisation trace: one entry per step, carried over the interruption
+    expect(full.stats.trace).toHaveLength(6);
+    expect(resumed.stats.trace).toEqual(full.stats.trace);
+    full.stats.trace.forEach((t, i) => {
+      expect(t.step).toBe(i + 1);
+      expect(t.iterations === 2 || (t.iterations === 1 && t.early_stop)).toBe(true);
+      expect(t.early_stop).toBe(t.last_loss < 1e-5 + 2e-5 * i);
+      expect(Number.isFinite(t.first_loss) && Number.isFinite(t.last_loss)).toBe(true);
+      if (t.iterations === 1) expect(t.last_loss).toBe(t.first_loss);
+    });
+    // the DDIM and negative-prompt inversions optimise nothing
+    expect((await pipe.invert(image, "a photo of a cat", { method: "npi", steps: 3 })).stats.trace).toEqual([]);
     expect(resumed.inversion.tensors.embeddings?.shape[0]).toBe(6);
     expect(Array.from(resumed.inversion.tensors.embeddings?.data ?? [])).toEqual(
       Array.from(full.inversion.tensors.embeddings?.data ?? [1]),

@@ -56,7 +56,7 @@ function toState(s: NullTextState): MethodState {
   });
   return {
     completed: s.completed,
-    meta: { unetEvals: s.unetEvals, vjps: s.vjps, losses: s.losses },
+    meta: { unetEvals: s.unetEvals, vjps: s.vjps, trace: s.trace },
     tensors,
   };
 }
@@ -75,7 +75,7 @@ function fromState(m: MethodState): NullTextState {
     current: tensor("current"),
     unetEvals: m.meta.unetEvals as number,
     vjps: m.meta.vjps as number,
-    losses: m.meta.losses as number[],
+    trace: m.meta.trace as NullTextState["trace"],
   };
 }
 
@@ -104,6 +104,15 @@ async function optimise(
   );
   run.counters.unetEvals += state.unetEvals;
   run.counters.vjps += state.vjps;
+  run.trace.push(
+    ...state.trace.map((t, i) => ({
+      step: i + 1,
+      iterations: t.iterations,
+      first_loss: t.firstLoss,
+      last_loss: t.lastLoss,
+      early_stop: t.earlyStop,
+    })),
+  );
   return { embeddings: stack(state.embeddings, run.embeddingShape) };
 }
 
