@@ -10,7 +10,15 @@ import type { EditPrompt, PromptToPromptOptions } from "../editing/prompt_to_pro
 import { type FitMode, fitToSquare, readImage } from "../image/index.js";
 import { type Inversion, ModelMismatchError, readInversion } from "../inversion/file.js";
 import { DEFAULT_METHOD, METHODS, resolveSettings } from "../inversion/registry.js";
-import { checkOutputs, editJob, generateJob, invertJob, OutputError, reconstructJob } from "../jobs/index.js";
+import {
+  checkOutputs,
+  editJob,
+  generateJob,
+  invertJob,
+  OutputBusyError,
+  OutputError,
+  reconstructJob,
+} from "../jobs/index.js";
 import { EDIT_NULL_STEPS, NullTextPipeline } from "../pipeline.js";
 import { serve } from "../server/cli.js";
 import { runDemo } from "./demo.js";
@@ -222,7 +230,8 @@ function requireOut(values: Parsed["values"], ext: string, inputs: string[] = []
   try {
     checkOutputs([out], [...inputs, str(values.model) ?? DEFAULT_MODEL]);
   } catch (err) {
-    if (err instanceof OutputError) throw new UsageError(`--out: ${err.message}`);
+    // Another run writing the same output is no usage error (exit 1); the rest is (exit 2).
+    if (err instanceof OutputError && !(err instanceof OutputBusyError)) throw new UsageError(`--out: ${err.message}`);
     throw err;
   }
   return out;

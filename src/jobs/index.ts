@@ -25,6 +25,7 @@ export {
   editOutputs,
   inversionSidecars,
   lockOutput,
+  OutputBusyError,
   OutputError,
   type OutputLock,
   withOutputs,

@@ -13,6 +13,9 @@ import { dirName, joinPath } from "../util/paths.js";
 /** Raised when an output cannot be written as asked; the message names the path and the reason. */
 export class OutputError extends Error {}
 
+/** Raised when another run is writing the output (its lock is held by a running process). */
+export class OutputBusyError extends OutputError {}
+
 export function writeOutput(path: string, data: Uint8Array | string): void {
   refuseNonFile(path);
   getPlatform().writeFileAtomic(path, data);
@@ -72,6 +75,11 @@ export function checkOutputs(outputs: readonly string[], inputs: readonly string
   // A folder input (a diffusers model) holds inputs too: nothing is written inside it.
   const inputDirs = inputIds.filter((i) => i.id.kind === "directory").map((i) => `${platform.realPath(i.input)}/`);
   const probed = new Set<string>();
+  const first = outputs[0];
+  const holder = first === undefined ? undefined : lockHolder(`${first}.lock`);
+  if (first !== undefined && holder !== undefined && holder !== platform.pid && platform.processAlive(holder)) {
+    throw busy(first, holder);
+  }
   for (const out of outputs) {
     refuseNonFile(out);
     const id = platform.identify(out, { followLinks: true });
@@ -122,7 +130,7 @@ export function lockOutput(out: string, onNote: (message: string) => void = () =
   const platform = getPlatform();
   const path = `${out}.lock`;
   if (held.has(path)) {
-    throw new OutputError(
+    throw new OutputBusyError(
       `${out} is being written by another job of this process (pid ${platform.pid}); wait for it to finish`,
     );
   }
@@ -130,11 +138,7 @@ export function lockOutput(out: string, onNote: (message: string) => void = () =
   refuseNonFile(path);
   if (!platform.createExclusive(path, record)) {
     const holder = lockHolder(path);
-    if (holder !== undefined && holder !== platform.pid && platform.processAlive(holder)) {
-      throw new OutputError(
-        `${out} is being written by another nulltext run (pid ${holder}, lock ${path}); wait for it to finish or stop it`,
-      );
-    }
+    if (holder !== undefined && holder !== platform.pid && platform.processAlive(holder)) throw busy(out, holder);
     onNote(
       holder === undefined
         ? `taking over the unreadable lock ${path}`
@@ -143,7 +147,7 @@ export function lockOutput(out: string, onNote: (message: string) => void = () =
     platform.remove(path);
     if (!platform.createExclusive(path, record)) {
       const other = lockHolder(path);
-      throw new OutputError(
+      throw new OutputBusyError(
         `${out} is being written by another nulltext run (pid ${other ?? "unknown"}, lock ${path})`,
       );
     }
@@ -157,6 +161,12 @@ export function lockOutput(out: string, onNote: (message: string) => void = () =
       if (lockHolder(path) === platform.pid) platform.remove(path);
     },
   };
+}
+
+function busy(out: string, pid: number): OutputBusyError {
+  return new OutputBusyError(
+    `${out} is being written by another nulltext run (pid ${pid}, lock ${out}.lock); wait for it to finish or stop it`,
+  );
 }
 
 /** The pid recorded in a lock file, or undefined when it is missing or unreadable. */

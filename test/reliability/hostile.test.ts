@@ -249,7 +249,7 @@ const CASES: Record<string, Case[]> = {
   ],
   "concurrent runs": [
     {
-      name: "another running nulltext holds the output's lock",
+      name: "another running nulltext holds the output's lock (refused before the model loads)",
       setup: (d) => {
         fs.writeFileSync(path.join(d, "g.png.lock"), JSON.stringify({ pid: sleeper?.pid }));
         return ["generate", "--prompt", "x", "--steps", "1", "--out", path.join(d, "g.png"), ...common];
