@@ -23,7 +23,8 @@ import { checkOutputs, lockOutput, resumeMismatch, withOutputs, writeOutput } fr
 import { loadStableDiffusion } from "../../src/models/loader.js";
 import type { InversionResume, NullTextPipeline } from "../../src/pipeline.js";
 import { NullTextPipeline as Pipeline } from "../../src/pipeline.js";
-import { fileError } from "../../src/platform/platform.js";
+import { fileError, type Platform, setPlatform } from "../../src/platform/platform.js";
+import { createWebPlatform } from "../../src/platform/web.js";
 import { copyModel, perturbTensors, withHeader } from "./corpus.js";
 
 const PARITY = fileURLToPath(new URL("../../../shared/parity/model", import.meta.url));
@@ -79,6 +80,27 @@ describe("output locks", () => {
     fs.writeFileSync(`${out}.lock`, JSON.stringify({ pid: sleeper.pid }));
     lock.release();
     expect(JSON.parse(fs.readFileSync(`${out}.lock`, "utf8")).pid).toBe(sleeper.pid);
+  });
+});
+
+describe("on the browser platform (in-memory files, one process)", () => {
+  it("checks outputs and takes locks the same way", () => {
+    const web = createWebPlatform({ ort: {} as never, files: { "/in/photo.png": new Uint8Array([1, 2, 3]) } });
+    const previous = setPlatform(web);
+    try {
+      expect(() => checkOutputs(["/in/photo.png"], ["/in/photo.png"])).toThrow(/is the input \/in\/photo\.png/);
+      expect(() => checkOutputs(["/in"], [])).toThrow("output /in is a folder; refusing to replace it");
+      expect(() => checkOutputs(["/nowhere/x.png"], [])).toThrow(
+        "output /nowhere/x.png: its folder /nowhere does not exist",
+      );
+      const lock = lockOutput("/in/out.png");
+      expect(() => lockOutput("/in/out.png")).toThrow(/another job of this process \(pid 1\)/);
+      lock.release();
+      lockOutput("/in/out.png").release();
+      expect(web.stat("/in/out.png.lock")).toBeUndefined();
+    } finally {
+      setPlatform(previous as Platform);
+    }
   });
 });
 
