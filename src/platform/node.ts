@@ -36,7 +36,19 @@ function allocate(length: number, what: string): Uint8Array {
   }
 }
 
+/**
+ * Refuses what is not a regular file before opening it: opening a FIFO for reading blocks until a
+ * writer comes, and a device may never end.
+ */
+function requireRegularFile(file: string): void {
+  const stat = fs.statSync(file);
+  if (stat.isFile()) return;
+  const code = stat.isDirectory() ? "EISDIR" : "ENOTFILE";
+  throw Object.assign(new Error(`${file}: not a regular file`), { code });
+}
+
 function openFile(file: string): RandomAccessFile {
+  requireRegularFile(file);
   let fd: number | undefined = fs.openSync(file, "r");
   let size: number;
   try {
@@ -200,6 +212,7 @@ function cacheDir(): string | undefined {
 export const nodePlatform: Platform = {
   name: "node",
   readFile: (file) => {
+    requireRegularFile(file);
     const bytes = fs.readFileSync(file);
     return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   },

@@ -200,6 +200,7 @@ const FS_ERRORS: Record<string, string> = {
   ENOENT: "nothing exists there",
   EISDIR: "it is a folder",
   ENOTDIR: "a part of the path is not a folder",
+  ENOTFILE: "it is not a regular file (a pipe, socket or device)",
   EACCES: "permission denied",
   EPERM: "operation not permitted",
   ELOOP: "too many levels of symbolic links",

@@ -362,6 +362,24 @@ const CASES: Record<string, Case[]> = {
         /vae\/diffusion_pytorch_model\.safetensors: invalid safetensors file: tensor 'b' \(bytes \[4, 12\)\) overlaps tensor 'a' \(bytes \[0, 8\)\)/,
     },
     {
+      name: "a FIFO as the checkpoint (would block a plain open)",
+      setup: (d) => info(fifo(path.join(d, "model.safetensors"))),
+      rc: 1,
+      message:
+        /model\.safetensors: it is not a regular file \(a pipe, socket or device\) \(ENOTFILE\); expected a safetensors file there/,
+    },
+    {
+      name: "a FIFO as a config file",
+      setup: (d) => {
+        const model = copyModel(PARITY, path.join(d, "model"));
+        fs.rmSync(path.join(model, "vae", "config.json"));
+        fifo(path.join(model, "vae", "config.json"));
+        return info(model);
+      },
+      rc: 1,
+      message: /vae\/config\.json: it is not a regular file .*expected the vae's config\.json \(a text file\) there/,
+    },
+    {
       name: "a model path that does not exist",
       setup: (d) => info(path.join(d, "no-such-model")),
       rc: 1,
