@@ -7,7 +7,7 @@
  * file beside it naming the run's pid).
  */
 import { encodePng, type RgbImage } from "../image/index.js";
-import { fileError, getPlatform } from "../platform/platform.js";
+import { fileErrorReason, getPlatform } from "../platform/platform.js";
 import { dirName, joinPath } from "../util/paths.js";
 
 /** Raised when an output cannot be written as asked; the message names the path and the reason. */
@@ -86,7 +86,7 @@ export function checkOutputs(outputs: readonly string[], inputs: readonly string
     const same = id && inputIds.find((i) => i.id.dev === id.dev && i.id.ino === id.ino);
     if (same) {
       throw new OutputError(
-        `output ${out} is the input ${same.input}${out === same.input ? "" : " (the same file)"}; writing it would destroy the input: choose another --out`,
+        `output ${out} is the input ${same.input}${out === same.input ? "" : " (the same file)"}; writing it would destroy the input: choose another output path`,
       );
     }
     const dir = dirName(out) || ".";
@@ -94,7 +94,7 @@ export function checkOutputs(outputs: readonly string[], inputs: readonly string
     const inside = realDir && inputDirs.find((d) => realDir.startsWith(d));
     if (inside) {
       throw new OutputError(
-        `output ${out} is inside the input folder ${inside.slice(0, -1)}; writing there could replace its files: choose another --out`,
+        `output ${out} is inside the input folder ${inside.slice(0, -1)}; writing there could replace its files: choose another output path`,
       );
     }
     if (probed.has(dir)) continue;
@@ -106,9 +106,9 @@ export function checkOutputs(outputs: readonly string[], inputs: readonly string
     try {
       if (platform.createExclusive(probe, "")) platform.remove(probe);
     } catch (error) {
-      throw new OutputError(
-        `output ${out}: cannot write in ${dir}: ${fileError(error, dir, "a writable folder").message}`,
-      );
+      const reason = fileErrorReason(error);
+      if (reason === undefined) throw error;
+      throw new OutputError(`output ${out}: cannot write in the folder ${dir}: ${reason}`);
     }
   }
 }

@@ -215,8 +215,16 @@ const FS_ERRORS: Record<string, string> = {
  * what was expected there (`expected`, e.g. "a safetensors file"); other errors pass unchanged.
  */
 export function fileError(error: unknown, path: string, expected: string): Error {
+  const reason = fileErrorReason(error);
+  if (reason === undefined) return error as Error;
+  return Object.assign(new Error(`${path}: ${reason}; expected ${expected} there`), {
+    code: (error as { code: string }).code,
+  });
+}
+
+/** A file-system failure in words with its code ("permission denied (EACCES)"), or undefined for other errors. */
+export function fileErrorReason(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null)?.code;
-  if (typeof code !== "string") return error as Error;
-  const reason = FS_ERRORS[code] ?? (error as Error).message;
-  return Object.assign(new Error(`${path}: ${reason} (${code}); expected ${expected} there`), { code });
+  if (typeof code !== "string") return undefined;
+  return `${FS_ERRORS[code] ?? (error as Error).message} (${code})`;
 }

@@ -129,13 +129,13 @@ describe("outputs that are inputs", () => {
     fs.writeFileSync(at("in.png"), "image");
     fs.symlinkSync(at("in.png"), at("alias.png"));
     expect(() => checkOutputs([at("in.png")], [at("alias.png")])).toThrow(
-      `output ${at("in.png")} is the input ${at("alias.png")} (the same file); writing it would destroy the input: choose another --out`,
+      `output ${at("in.png")} is the input ${at("alias.png")} (the same file); writing it would destroy the input: choose another output path`,
     );
     expect(() => checkOutputs([`${root}/./in.png`], [at("in.png")])).toThrow(/is the input/);
     fs.mkdirSync(at("model/unet"), { recursive: true });
     fs.symlinkSync(at("model"), at("model-link"));
     expect(() => checkOutputs([at("model-link/unet/new.png")], [at("model")])).toThrow(
-      `output ${at("model-link/unet/new.png")} is inside the input folder ${fs.realpathSync(at("model"))}; writing there could replace its files: choose another --out`,
+      `output ${at("model-link/unet/new.png")} is inside the input folder ${fs.realpathSync(at("model"))}; writing there could replace its files: choose another output path`,
     );
     expect(fs.readFileSync(at("in.png"), "utf8")).toBe("image");
   });

@@ -135,7 +135,7 @@ const CASES: Record<string, Case[]> = {
       rc: 2,
       message: (d) =>
         new RegExp(
-          `--out: output ${esc(d)}/photo\\.png is the input ${esc(d)}/photo\\.png; writing it would destroy the input: choose another --out`,
+          `--out: output ${esc(d)}/photo\\.png is the input ${esc(d)}/photo\\.png; writing it would destroy the input: choose another output path`,
         ),
     },
     {
@@ -214,7 +214,7 @@ const CASES: Record<string, Case[]> = {
       setup: (d) => ["reconstruct", nti(d), "--out", "/sys/kernel/out.png", ...common],
       rc: 2,
       message:
-        /output \/sys\/kernel\/out\.png: cannot write in \/sys\/kernel: .*\((EACCES|EROFS|EPERM)\); expected a writable folder there/,
+        /--out: output \/sys\/kernel\/out\.png: cannot write in the folder \/sys\/kernel: (permission denied \(EACCES\)|the file system is read-only \(EROFS\)|operation not permitted \(EPERM\))\n/,
     },
     {
       name: "--out over a weight file inside the model folder",
