@@ -358,11 +358,15 @@ function readInversionFor(file: string, pipe: NullTextPipeline, values: Parsed["
   } catch (err) {
     if (!(err instanceof ModelMismatchError)) throw err;
     const given = str(values.model) !== undefined;
-    const which = err.modelSource
-      ? `run again with --model '${err.modelSource}'`
-      : "run again with --model and the model it was made with (this file does not say which: written by an older nulltext)";
+    const than = `than ${given ? `--model ${str(values.model)}` : "the built-in model (no --model given)"} (fingerprint ${err.loaded})`;
+    if (!err.modelSource) {
+      // Files before format 3 carry the older fingerprint (sizes and a few MiB of each file), which no model has now.
+      throw new Error(
+        `${file} was made with another model (fingerprint ${err.madeWith}) ${than}; it was written by an older nulltext, whose fingerprints no model matches now: invert the image again`,
+      );
+    }
     throw new Error(
-      `${file} was made with another model (fingerprint ${err.madeWith}) than ${given ? `--model ${str(values.model)}` : "the built-in model (no --model given)"} (fingerprint ${err.loaded}): ${which}, or invert the image again with this model`,
+      `${file} was made with another model (fingerprint ${err.madeWith}) ${than}: run again with --model '${err.modelSource}', or invert the image again with this model`,
     );
   }
 }

@@ -501,6 +501,13 @@ const CASES: Record<string, Case[]> = {
       ),
     },
     {
+      name: "made with another model, an older file without the model's path",
+      setup: (d) => reconstruct(nti(d, inversion({ model: "deadbeef", modelSource: undefined })), d, ...common),
+      rc: 1,
+      message:
+        /x\.nti was made with another model \(fingerprint deadbeef\) than --model .* \(fingerprint [0-9a-f]{32}\); it was written by an older nulltext, whose fingerprints no model matches now: invert the image again/,
+    },
+    {
       name: "a folder given as the inversion",
       setup: (d) => {
         fs.mkdirSync(path.join(d, "dir.nti"));
