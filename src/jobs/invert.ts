@@ -5,7 +5,7 @@
  */
 import { grid, mse, psnr, type RgbImage, ssim } from "../image/index.js";
 import { type Inversion, writeInversion } from "../inversion/file.js";
-import type { InversionSettings } from "../inversion/method.js";
+import type { InversionSettings, StepTrace } from "../inversion/method.js";
 import { resolveSettings } from "../inversion/registry.js";
 import type { InversionResume, NullTextPipeline } from "../pipeline.js";
 import { getPlatform } from "../platform/platform.js";
@@ -52,6 +52,8 @@ export interface InvertReport {
   unet_evals: number;
   vjps: number;
   resumed: boolean;
+  /** Per step of an optimising method: inner iterations, first and last loss, whether the early stop fired. */
+  trace: StepTrace[];
   seconds: Record<string, number>;
   output?: string;
 }
@@ -133,6 +135,7 @@ async function runInvert(
     unet_evals: stats.unetEvals + steps,
     vjps: stats.vjps,
     resumed: stats.resumed,
+    trace: stats.trace,
     seconds: { ...stats.seconds, total: (performance.now() - t0) / 1000 },
     output: job.out,
   };

@@ -71,6 +71,13 @@ describe("nulltext CLI", () => {
       expect.arrayContaining(["ddim_inversion", "nti", "reconstruct", "total"]),
     );
     expect(fs.existsSync(`${inv}.grid.png`)).toBe(true);
+    // the optimisation trace: one entry per step with the iterations run (2 at most here) and the losses
+    expect(report.trace.map((t: { step: number }) => t.step)).toEqual([1, 2, 3, 4]);
+    for (const [i, t] of report.trace.entries()) {
+      expect(t.iterations === 2 || (t.iterations === 1 && t.early_stop)).toBe(true);
+      expect(t.early_stop).toBe(t.last_loss < 1e-5 + 2e-5 * i);
+      expect(t.last_loss).toBeGreaterThan(0);
+    }
     expect(fs.existsSync(`${inv}.resume`)).toBe(false);
     expect(readInversion(inv).tensors.embeddings?.shape).toEqual([4, 77, 32]);
 
