@@ -48,7 +48,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
 
 /**
  * GroupNorm over [B, C, ...] (torch.nn.GroupNorm): statistics per sample and group of channels,
- * summed in blocks and applied by ORT's BatchNormalization kernel (GroupNormCore).
+ * through ORT's InstanceNormalization kernel on [B, groups, C/groups·...] (GroupNormCore).
  */
 export function groupNorm(x: Tensor, groups: number, weight: Tensor, bias: Tensor, eps = 1e-5): Tensor {
   const c = x.shape[1] as number;

@@ -579,8 +579,8 @@ const cases: OpCase[] = [
     reference: ([x, w, b]) => layerNormRef(x!, w!, b!, 1e-5),
   },
   {
-    // ORT's BatchNormalization and ReduceSumSquare kernels are float32 only.
-    name: "groupNorm (GroupNormCore: blocked statistics + BatchNormalization, closed-form gradient)",
+    // ORT's InstanceNormalization kernel is float32 only.
+    name: "groupNorm (GroupNormCore: ORT's InstanceNormalization kernel, closed-form gradient)",
     dtype: "float32",
     inputs: [sh(2, 4, 3, 3), sh(4), sh(4)],
     build: ([x, w, b]) => G.groupNorm(x!, 2, w!, b!, 1e-5),
