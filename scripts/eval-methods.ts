@@ -9,7 +9,7 @@
 
 import { argValue, printTable, wantsJson } from "../bench/common.js";
 import { DEFAULT_MODEL } from "../src/cli/main.js";
-import { checkFraction, P2P_DEFAULTS } from "../src/editing/prompt_to_prompt.js";
+import { checkFraction, P2P_DEFAULTS } from "../src/editing/prompt_to_prompt/index.js";
 import { evaluateMethods } from "../src/eval/methods.js";
 import { METHODS } from "../src/inversion/registry.js";
 import { EDIT_NULL_STEPS, NullTextPipeline } from "../src/pipeline.js";

@@ -81,3 +81,4 @@ export {
   ddimVariance,
   parseDDIMConfig,
 } from "./schedulers/ddim.js";
+export { guidedNoise, guidedNoiseGraph } from "./schedulers/guidance.js";

@@ -4,7 +4,7 @@
  * are compiled on first use per shape and reused.
  */
 import { Denoiser } from "./editing/denoiser.js";
-import { buildAttentionEdit, type EditPrompt, type PromptToPromptOptions } from "./editing/prompt_to_prompt.js";
+import { buildAttentionEdit, type EditPrompt, type PromptToPromptOptions } from "./editing/prompt_to_prompt/index.js";
 import { sample } from "./editing/sample.js";
 import * as G from "./graph/index.js";
 import { fromTensor, type RgbImage, toTensor } from "./image/index.js";

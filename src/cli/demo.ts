@@ -6,7 +6,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { P2P_DEFAULTS } from "../editing/prompt_to_prompt.js";
+import { P2P_DEFAULTS } from "../editing/prompt_to_prompt/index.js";
 import { grid, maskedPsnr, psnr, type RgbImage } from "../image/index.js";
 import { editJob, invertJob, writeJsonOutput, writePngOutput } from "../jobs/index.js";
 import { EDIT_NULL_STEPS, NullTextPipeline } from "../pipeline.js";

@@ -6,7 +6,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import type { EditPrompt, PromptToPromptOptions } from "../editing/prompt_to_prompt.js";
+import type { EditPrompt, PromptToPromptOptions } from "../editing/prompt_to_prompt/index.js";
 import { type FitMode, fitToSquare, readImage } from "../image/index.js";
 import { type Inversion, ModelMismatchError, readInversion } from "../inversion/file.js";
 import { DEFAULT_METHOD, METHODS, resolveSettings } from "../inversion/registry.js";

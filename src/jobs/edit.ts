@@ -3,7 +3,7 @@
  * reconstruction first, then one image per edited prompt) and the plain reconstruction, written as
  * PNGs with a report.
  */
-import type { EditPrompt, PromptToPromptOptions } from "../editing/prompt_to_prompt.js";
+import type { EditPrompt, PromptToPromptOptions } from "../editing/prompt_to_prompt/index.js";
 import { grid, type RgbImage } from "../image/index.js";
 import type { Inversion } from "../inversion/file.js";
 import { EDIT_NULL_STEPS, type NullTextPipeline } from "../pipeline.js";
