@@ -9,17 +9,12 @@
 
 import { argValue, printTable, wantsJson } from "../bench/common.js";
 import { DEFAULT_MODEL } from "../src/cli/main.js";
-import { checkFraction, P2P_DEFAULTS } from "../src/editing/prompt_to_prompt/index.js";
 import { evaluateMethods } from "../src/eval/methods.js";
 import { METHODS } from "../src/inversion/registry.js";
-import { EDIT_NULL_STEPS, NullTextPipeline } from "../src/pipeline.js";
+import { NullTextPipeline } from "../src/pipeline.js";
+import { seedsArg, wordSwapArgs } from "./eval-args.js";
 
-const range = argValue("--seeds") ?? "0..49";
-const m = range.match(/^(\d+)\.\.(\d+)$/);
-if (!m || Number(m[1]) > Number(m[2])) throw new Error(`--seeds ${range}: expected A..B with A ≤ B`);
-const [from, to] = [Number(m[1]), Number(m[2])];
-if (to >= 1_000_000) throw new Error("--seeds: seeds from 1000000 on are training scenes");
-const seeds = Array.from({ length: to - from + 1 }, (_, i) => from + i);
+const seeds = seedsArg("0..49");
 const methods = argValue("--methods")?.split(",");
 for (const id of methods ?? [])
   if (!METHODS.has(id))
@@ -38,14 +33,7 @@ for (const item of argValue("--set")?.split(",") ?? []) {
   const value = raw === "true" ? true : raw === "false" ? false : Number.isNaN(Number(raw)) ? raw : Number(raw);
   settings[id] = { ...settings[id], [key]: value };
 }
-const fraction = (flag: string, fallback: number): number => {
-  const f = Number(argValue(flag) ?? fallback);
-  checkFraction([0, f], flag);
-  return f;
-};
-const crossReplaceSteps = fraction("--cross-steps", P2P_DEFAULTS.crossReplaceSteps);
-const selfReplaceSteps = fraction("--self-steps", P2P_DEFAULTS.selfReplaceSteps);
-const nullSteps = fraction("--null-steps", EDIT_NULL_STEPS);
+const { crossReplaceSteps, selfReplaceSteps, nullSteps } = wordSwapArgs();
 
 const pipe = await NullTextPipeline.load(argValue("--model") ?? DEFAULT_MODEL);
 const r = await evaluateMethods(pipe, {

@@ -7,25 +7,13 @@
 
 import { argValue, printTable, wantsJson } from "../bench/common.js";
 import { DEFAULT_MODEL } from "../src/cli/main.js";
-import { checkFraction, P2P_DEFAULTS } from "../src/editing/prompt_to_prompt/index.js";
 import { evaluateShapes } from "../src/eval/shapes.js";
-import { EDIT_NULL_STEPS, NullTextPipeline } from "../src/pipeline.js";
+import { NullTextPipeline } from "../src/pipeline.js";
+import { seedsArg, wordSwapArgs } from "./eval-args.js";
 
-const range = argValue("--seeds") ?? "0..199";
-const m = range.match(/^(\d+)\.\.(\d+)$/);
-if (!m) throw new Error(`--seeds ${range}: expected A..B`);
-const [from, to] = [Number(m[1]), Number(m[2])];
-if (to >= 1_000_000) throw new Error("--seeds: seeds from 1000000 on are training scenes");
-const seeds = Array.from({ length: to - from + 1 }, (_, i) => from + i);
+const seeds = seedsArg("0..199");
 // checked here, before the model loads, rather than at the first edit minutes into the run
-const fraction = (flag: string, fallback: number): number => {
-  const f = Number(argValue(flag) ?? fallback);
-  checkFraction([0, f], flag);
-  return f;
-};
-const crossReplaceSteps = fraction("--cross-steps", P2P_DEFAULTS.crossReplaceSteps);
-const selfReplaceSteps = fraction("--self-steps", P2P_DEFAULTS.selfReplaceSteps);
-const nullSteps = fraction("--null-steps", EDIT_NULL_STEPS);
+const { crossReplaceSteps, selfReplaceSteps, nullSteps } = wordSwapArgs();
 const pipe = await NullTextPipeline.load(argValue("--model") ?? DEFAULT_MODEL);
 const r = await evaluateShapes(pipe, {
   seeds,

@@ -3,6 +3,7 @@
  * (ModelProto, GraphProto, NodeProto, AttributeProto, TensorProto, ValueInfoProto).
  * Field numbers follow onnx/onnx.proto (IR version 10).
  */
+import { concatBytes } from "../util/bytes.js";
 
 class Writer {
   private chunks: Uint8Array[] = [];
@@ -73,19 +74,6 @@ function msg(fields: Field[]): Uint8Array[] {
   return w.parts();
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0] as Uint8Array;
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
-
 const str =
   (field: number, s: string): Field =>
   (w) => {
@@ -102,7 +90,7 @@ const sub =
   (field: number, parts: Uint8Array[]): Field =>
   (w) => {
     w.tag(field, 2);
-    w.bytes(concat(parts));
+    w.bytes(parts.length === 1 ? (parts[0] as Uint8Array) : concatBytes(parts));
   };
 const raw =
   (field: number, data: Uint8Array): Field =>

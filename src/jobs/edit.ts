@@ -120,10 +120,7 @@ async function runReconstruct(pipe: NullTextPipeline, job: ReconstructJob): Prom
     signal: job.signal,
     onStep: (s, total) => clock.report("sample", s, total),
   });
-  if (job.out) {
-    job.signal?.throwIfAborted();
-    await writePngOutput(job.out, image);
-  }
+  await writeImageOutput(job, image);
   return { image };
 }
 
@@ -154,9 +151,13 @@ async function runGenerate(pipe: NullTextPipeline, job: GenerateJob): Promise<{ 
     signal: job.signal,
     onStep: (s, total) => clock.report("sample", s, total),
   });
-  if (job.out) {
-    job.signal?.throwIfAborted();
-    await writePngOutput(job.out, image);
-  }
+  await writeImageOutput(job, image);
   return { image };
+}
+
+/** A single-image job's PNG, unless the job was cancelled while it sampled. */
+async function writeImageOutput(job: { out?: string; signal?: AbortSignal }, image: RgbImage): Promise<void> {
+  if (!job.out) return;
+  job.signal?.throwIfAborted();
+  await writePngOutput(job.out, image);
 }
