@@ -2,12 +2,13 @@
  * bench:unet — the full SD 1.5 UNet (random weights from scripts/make-random-sd15.ts) on ONNX
  * Runtime: forward at 64×64 and 32×32 latents, and forward + gradient with respect to the context
  * (the VJP null-text inversion needs), each in its own process so its peak RSS is its own.
- * Prints FLOPs, seconds (median), GFLOP/s and peak RSS next to the reference implementation's
- * measured times on this machine (PyTorch 1.13, oneDNN, 2 threads; from the project's issue).
+ * Prints FLOPs, seconds (median), GFLOP/s and peak RSS; with `--torch FILE`, also the reference
+ * implementation's seconds and peak RSS from ../shared/reference/torch-unet/unet_bench.py's JSON lines
+ * (run on this machine; see bench/torch.ts) and the ratio PyTorch / nulltext. Without it, no ratio.
  * Rows run with the UNet weights as the pipeline holds them by default, one host copy fed to the
  * session ("shared"); the "-own" rows with the weights inside the session as initializers, which
  * ORT reorders and prepacks per kernel ("per-session": a second copy in a gradient session).
- * Usage: npm run bench:unet [-- --json] [-- --runs N] [-- --rows fwd64,grad64]
+ * Usage: npm run bench:unet [-- --json] [-- --runs N] [-- --rows fwd64,grad64] [-- --torch torch.jsonl]
  *        [-- --no-prepack] [-- --mem-pattern | --no-mem-pattern] (ORT memory/speed trade-offs)
  */
 import { spawnSync } from "node:child_process";
@@ -16,15 +17,16 @@ import { loadStableDiffusion } from "../src/models/loader.js";
 import { Session } from "../src/runtime/session.js";
 import { argValue, median, peakRssGb, printTable, randomArray, wantsJson } from "./common.js";
 import { randomSD15, SD15_MODEL, unetGraph } from "./sd15.js";
+import { readTorchJsonl, type TorchCase } from "./torch.js";
 
 const ROWS = {
-  fwd64: { latent: 64, grad: false, weights: "shared", torchSeconds: 23.2 },
-  fwd32: { latent: 32, grad: false, weights: "shared", torchSeconds: 5.5 },
-  grad64: { latent: 64, grad: true, weights: "shared", torchSeconds: 50.1 },
-  grad32: { latent: 32, grad: true, weights: "shared", torchSeconds: 11.7 },
-  "fwd64-own": { latent: 64, grad: false, weights: "per-session", torchSeconds: 23.2 },
-  "grad64-own": { latent: 64, grad: true, weights: "per-session", torchSeconds: 50.1 },
-} as const;
+  fwd64: { latent: 64, grad: false, weights: "shared", torchCase: "fwd64" },
+  fwd32: { latent: 32, grad: false, weights: "shared", torchCase: "fwd32" },
+  grad64: { latent: 64, grad: true, weights: "shared", torchCase: "grad64" },
+  grad32: { latent: 32, grad: true, weights: "shared", torchCase: "grad32" },
+  "fwd64-own": { latent: 64, grad: false, weights: "per-session", torchCase: "fwd64" },
+  "grad64-own": { latent: 64, grad: true, weights: "per-session", torchCase: "grad64" },
+} as const satisfies Record<string, { latent: number; grad: boolean; weights: string; torchCase: TorchCase }>;
 type RowName = keyof typeof ROWS;
 
 interface RowResult {
@@ -35,9 +37,10 @@ interface RowResult {
   gflops: number;
   peak_rss_gb: number;
   compile_seconds: number;
-  raw_gflops: number;
-  ratio: number;
-  torch_seconds: number;
+  /** Only with --torch, and only for rows whose case the file has. */
+  torch_seconds?: number;
+  torch_peak_rss_gb?: number;
+  speedup_vs_torch?: number;
 }
 
 async function runRow(name: RowName, runs: number): Promise<RowResult> {
@@ -83,9 +86,6 @@ async function runRow(name: RowName, runs: number): Promise<RowResult> {
     gflops: gflop / seconds,
     peak_rss_gb: peakRssGb(),
     compile_seconds: compileSeconds,
-    raw_gflops: gflop / row.torchSeconds,
-    ratio: row.torchSeconds / seconds,
-    torch_seconds: row.torchSeconds,
   };
 }
 
@@ -94,11 +94,20 @@ const runs = Number(argValue("--runs") ?? 3);
 if (single) {
   console.log(JSON.stringify(await runRow(single, runs)));
 } else {
-  randomSD15();
   const names = (argValue("--rows")?.split(",") ?? Object.keys(ROWS)) as RowName[];
-  const results: RowResult[] = [];
   for (const name of names) {
     if (!(name in ROWS)) throw new Error(`unknown row ${name} (rows: ${Object.keys(ROWS).join(", ")})`);
+  }
+  // Read before the first row runs, so a bad file fails in a second rather than after minutes.
+  const torchFile = argValue("--torch");
+  if (process.argv.includes("--torch") && !torchFile) throw new Error("--torch needs a file (unet_bench.py's output)");
+  const torch = torchFile ? readTorchJsonl(torchFile) : undefined;
+  if (torch && !names.some((n) => torch.has(ROWS[n].torchCase))) {
+    throw new Error(`${torchFile} has no row for ${names.join(", ")} (it has ${[...torch.keys()].join(", ")})`);
+  }
+  randomSD15();
+  const results: RowResult[] = [];
+  for (const name of names) {
     const child = spawnSync(
       process.execPath,
       [
@@ -119,13 +128,24 @@ if (single) {
     const line = child.stdout.trim().split("\n").pop() ?? "";
     if (child.status !== 0 || !line.startsWith("{")) throw new Error(`bench:unet row ${name} failed:\n${child.stderr}`);
     const r = JSON.parse(line) as RowResult;
+    const ref = torch?.get(ROWS[name].torchCase);
+    if (ref) {
+      r.torch_seconds = ref.seconds;
+      r.torch_peak_rss_gb = ref.peak_rss_gb;
+      r.speedup_vs_torch = ref.seconds / r.seconds;
+    }
     results.push(r);
     if (wantsJson()) console.log(JSON.stringify(r));
   }
   if (!wantsJson()) {
     console.log(
-      `bench:unet — SD 1.5 UNet, random weights, ${runs} timed runs after 1 warm-up (median), one process per row\n`,
+      `bench:unet — SD 1.5 UNet, random weights, ${runs} timed runs after 1 warm-up (median), one process per row`,
     );
+    if (torch) {
+      const ref = [...torch.values()][0];
+      console.log(`PyTorch figures from ${torchFile} (torch ${ref?.torch ?? "?"}, BLAS ${ref?.blas ?? "?"})`);
+    }
+    console.log();
     printTable(
       results.map((r) => ({
         row: r.name,
@@ -135,8 +155,11 @@ if (single) {
         "GFLOP/s": r.gflops.toFixed(0),
         "peak RSS GB": r.peak_rss_gb.toFixed(2),
         "setup s": r.compile_seconds.toFixed(1),
-        "PyTorch s": r.torch_seconds.toFixed(1),
-        speedup: `${r.ratio.toFixed(2)}×`,
+        ...(torch && {
+          "PyTorch s": r.torch_seconds?.toFixed(2) ?? "–",
+          "PyTorch RSS GB": r.torch_peak_rss_gb?.toFixed(2) ?? "–",
+          "PyTorch / nulltext": r.speedup_vs_torch ? `${r.speedup_vs_torch.toFixed(2)}×` : "–",
+        }),
       })),
     );
   }
