@@ -44,7 +44,7 @@ const feeds: Record<string, ort.Tensor> = {
   cotangent: new ort.Tensor("float32", randomArray(n, 3), [1, 4, latent, latent]),
 };
 for (const w of compiled.weightInputs) {
-  feeds[w.name] = new ort.Tensor("float32", w.data as Float32Array, [...w.tensor.shape]);
+  feeds[w.name] = new ort.Tensor("float32", w.data as Float32Array, [...w.shape]);
 }
 for (let i = 0; i < 4; i++) await session.run(feeds);
 session.endProfiling();

@@ -65,7 +65,7 @@ export interface CompiledGraph {
    * Weights fed as graph inputs by the runtime: trainable ones from their own arrays (updated in
    * place by optimisers), frozen ones (with `frozenWeights: "inputs"`) from host copies.
    */
-  weightInputs: { name: string; tensor: Tensor; data: AnyTypedArray }[];
+  weightInputs: WeightInput[];
   outputs: ValueSpec[];
   /** Floating-point operations of one run (multiply-add = 2; elementwise ops 1 per element). */
   flops: number;
@@ -74,6 +74,11 @@ export interface CompiledGraph {
   nodeCount: number;
   /** ONNX node name → what it computes, for error messages. */
   nodeInfo: Map<string, string>;
+}
+
+/** A weight fed as a graph input, from the host array the runtime wraps once per session. */
+export interface WeightInput extends ValueSpec {
+  data: AnyTypedArray;
 }
 
 const spec = (name: string, t: Tensor): ValueSpec => ({ name, shape: [...t.shape], dtype: t.dtype });
@@ -132,7 +137,9 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
   }
 
   // Weights.
-  const weightInputs: { name: string; tensor: Tensor; data: AnyTypedArray }[] = [];
+  const weightInputs: WeightInput[] = [];
+  const fed = new Set<number>();
+  const frozenFed = new Set<number>();
   const frozen: Tensor[] = [];
   for (const t of order) {
     if (t.leaf?.kind !== "weight") continue;
@@ -142,7 +149,8 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
       if (src.kind !== "array" || dtypeOfArray(src.data) !== t.dtype) {
         throw new Error(`compile: trainable weight '${t.leaf.name}' needs an in-memory ${t.dtype} array`);
       }
-      weightInputs.push({ name: t.leaf.name, tensor: t, data: src.data });
+      weightInputs.push({ ...spec(t.leaf.name, t), data: src.data });
+      fed.add(t.id);
     } else frozen.push(t);
   }
   let frozenBytes = 0;
@@ -155,11 +163,13 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
   if (mode === "inputs" || (mode === "auto" && big)) {
     for (const t of frozen.splice(0)) {
       const leaf = t.leaf as Extract<NonNullable<Tensor["leaf"]>, { kind: "weight" }>;
-      weightInputs.push({ name: leaf.name, tensor: t, data: hostWeight(leaf.name, leaf.source, t.dtype) });
+      weightInputs.push({ ...spec(leaf.name, t), data: hostWeight(leaf.name, leaf.source, t.dtype) });
+      fed.add(t.id);
+      frozenFed.add(t.id);
     }
   }
   const external = frozen.length > 0 && big;
-  const fed = new Set(weightInputs.map((w) => w.tensor.id));
+  const derivedNames = new Set<string>();
   // Weights in float32 files are referenced in place; the folder holds the model and any converted weights.
   const externalWriter = external
     ? new ExternalData(options.externalDir ?? getPlatform().tempDir(), options.name ?? "graph")
@@ -231,6 +241,22 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
         target.push({ name: nodeName, opType, inputs: [...ins], outputs: outs, attributes: attrs });
         nodeInfo.set(nodeName, `${op.name} in '${t.scope || "(top)"}' → ${t.dtype}[${t.shape.join(", ")}]`);
         return outs;
+      },
+      derivedWeight: (i, tag, shape, derive) => {
+        const x = t.inputs[i];
+        if (!x || !frozenFed.has(x.id)) return undefined;
+        const source = weightInputs.find((w) => w.name === names.get(x.id)) as WeightInput;
+        const name = `${source.name}::${tag}`;
+        if (!derivedNames.has(name)) {
+          derivedNames.add(name);
+          weightInputs.push({
+            name: claim(name, "derived weight"),
+            shape: [...shape],
+            dtype: x.dtype,
+            data: derived(source.data, tag, derive),
+          });
+        }
+        return name;
       },
       fresh: (hint) => `${base}/${hint}.${tmp++}`,
       isConstant: (i) => {
@@ -309,7 +335,7 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
       name: options.name ?? "graph",
       nodes,
       initializers,
-      inputs: [...inputs, ...weightInputs.map((w) => spec(w.name, w.tensor))].map(valueInfo),
+      inputs: [...inputs, ...weightInputs].map(valueInfo),
       outputs: outputSpecs.map(valueInfo),
     },
   });
@@ -334,6 +360,20 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
  * once per source and shared by every graph compiled from it.
  */
 const hostCopies = new WeakMap<WeightSource, AnyTypedArray>();
+/** Host arrays derived from weight arrays (e.g. a flipped kernel), by source array and tag. */
+const derivedCopies = new WeakMap<AnyTypedArray, Map<string, AnyTypedArray>>();
+
+function derived(data: AnyTypedArray, tag: string, derive: (data: AnyTypedArray) => AnyTypedArray): AnyTypedArray {
+  const byTag = derivedCopies.get(data) ?? new Map<string, AnyTypedArray>();
+  derivedCopies.set(data, byTag);
+  let out = byTag.get(tag);
+  if (!out) {
+    out = derive(data);
+    byTag.set(tag, out);
+  }
+  return out;
+}
+
 function hostWeight(name: string, src: WeightSource, dtype: DType): AnyTypedArray {
   const stored = src.kind === "file" ? src.dtype : dtypeOfArray(src.data);
   if (src.kind === "array" && stored === dtype) return src.data;

@@ -1,5 +1,5 @@
 /** The interface through which an op writes its ONNX node(s) during compilation. */
-import { DTYPES, type DType } from "./dtype.js";
+import { type AnyTypedArray, DTYPES, type DType } from "./dtype.js";
 import type { AttributeValue } from "./onnx_proto.js";
 
 export interface Emit {
@@ -22,6 +22,19 @@ export interface Emit {
    * stored in the model), so ORT folds any node computed from it alone into a new initializer.
    */
   isConstant(i: number): boolean;
+  /**
+   * When input `i` is a frozen weight fed at run time, the name of another fed input that holds
+   * `derive(weight)` (of `shape`, same dtype): computed on the host once per process for each weight
+   * array and `tag`, and shared by every graph that asks. Undefined for anything else: a constant or
+   * a weight stored in the model (ORT folds nodes computed from those once per session), an
+   * activation, or a trainable weight (its values change between runs).
+   */
+  derivedWeight(
+    i: number,
+    tag: string,
+    shape: readonly number[],
+    derive: (data: AnyTypedArray) => AnyTypedArray,
+  ): string | undefined;
   /** A name no other value of the model has, for values inside subgraphs. */
   fresh(hint: string): string;
   /** A 1-D int64 constant (shapes, axes, pads), deduplicated across the graph. */

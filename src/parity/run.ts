@@ -10,7 +10,7 @@ import * as G from "../graph/index.js";
 import { GuidedStep } from "../inversion/guided_step.js";
 import { loadStableDiffusion, type StableDiffusion } from "../models/loader.js";
 import { SafetensorsFile } from "../models/safetensors.js";
-import { Session } from "../runtime/session.js";
+import { Session, type SessionOptions } from "../runtime/session.js";
 import { ddimInvertStep, ddimSchedule, ddimStep, ddimStepCoefficients } from "../schedulers/ddim.js";
 
 export interface ParityLine {
@@ -61,12 +61,14 @@ export interface ParityOptions {
   /** Configs for a single-file checkpoint (see `loadStableDiffusion`). */
   configFrom?: string;
   threads?: number;
+  /** How the null-text step's UNet holds its weights (see SessionOptions.unetWeights; default "auto"). */
+  unetWeights?: SessionOptions["unetWeights"];
   onLine?: (l: ParityLine) => void;
 }
 
 /** Runs every check; `onLine` sees each result as it is computed. */
 export async function runParity(dir: string, options: ParityOptions = {}): Promise<ParityLine[]> {
-  const { threads, onLine = () => {} } = options;
+  const { threads, unetWeights, onLine = () => {} } = options;
   const golden = JSON.parse(fs.readFileSync(path.join(dir, "golden.json"), "utf8")) as Golden;
   const tensors = SafetensorsFile.open(path.join(dir, "golden.safetensors"));
   const model = await loadStableDiffusion(options.model ?? path.join(dir, "model"), { configFrom: options.configFrom });
@@ -98,7 +100,7 @@ export async function runParity(dir: string, options: ParityOptions = {}): Promi
     emit({ name: `tokenizer.case${i} ${JSON.stringify(c.text).slice(0, 40)}`, maxDiff: d, allowed: 0, ok: d === 0 });
   });
 
-  const checkers = new Checkers(model, golden, ref, compare, emit, threads);
+  const checkers = new Checkers(model, golden, ref, compare, emit, { threads, unetWeights });
   for (const name of Object.keys(golden.entries)) {
     try {
       await checkers.check(name, golden.entries[name] as Entry);
@@ -127,11 +129,11 @@ class Checkers {
       note?: string,
     ) => void,
     private readonly emit: (l: ParityLine) => void,
-    private readonly threads?: number,
+    private readonly options: Pick<SessionOptions, "threads" | "unetWeights">,
   ) {}
 
   private async session(outputs: Record<string, G.Tensor>, name: string): Promise<Session> {
-    const s = await Session.create(G.compile(outputs, { name }), { threads: this.threads });
+    const s = await Session.create(G.compile(outputs, { name }), { threads: this.options.threads });
     this.sessions.push(s);
     return s;
   }
@@ -281,9 +283,7 @@ class Checkers {
       const nt = this.golden.nulltext;
       if (!nt) throw new Error("golden.json has no nulltext settings");
       const shape = this.golden.entries["nulltext.latent_cur"]?.shape as number[];
-      this.guided = await GuidedStep.create(this.model, [shape[2] as number, shape[3] as number], {
-        threads: this.threads,
-      });
+      this.guided = await GuidedStep.create(this.model, [shape[2] as number, shape[3] as number], this.options);
       const latent = this.ref("nulltext.latent_cur");
       const cond = this.ref("nulltext.cond_embeddings");
       const uncond = this.ref("nulltext.uncond_embeddings");

@@ -243,7 +243,7 @@ describe("compile and run", () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it("emits a unit-stride conv input gradient as a Conv with the flipped kernel, constant or fed, and matches the adjoint", async () => {
+  it("emits a unit-stride conv input gradient as a Conv with the flipped kernel, constant, fed or trained, and matches the adjoint", async () => {
     const wData = Float32Array.from({ length: 4 * 3 * 9 }, (_, i) => Math.sin(i));
     const gData = Float32Array.from({ length: 100 }, (_, i) => Math.cos(i));
     const x = G.input("x", [1, 3, 5, 5]);
@@ -263,6 +263,20 @@ describe("compile and run", () => {
     expect(hasOp(bytes(embedded), "ConvTranspose")).toBe(false);
     expect(hasOp(bytes(fed), "ConvTranspose")).toBe(false);
     expect(hasOp(bytes(strided), "ConvTranspose")).toBe(true);
+    // A fed weight is flipped on the host once: a second fed input, shared by every graph over that weight.
+    expect(hasOp(bytes(fed), "Slice")).toBe(false);
+    const flipped = fed.weightInputs.find((i) => i.name === "w::flipped");
+    expect(flipped?.shape).toEqual([3, 4, 3, 3]);
+    // flipped[c, o, u, v] = w[o, c, 2 − u, 2 − v]
+    expect(flipped?.data[((2 * 4 + 1) * 3 + 0) * 3 + 1]).toBe(wData[((1 * 3 + 2) * 3 + 2) * 3 + 1]);
+    const again = G.compile({ dx2: G.mul(dx as G.Tensor, 2) }, { frozenWeights: "inputs" });
+    expect(again.weightInputs.find((i) => i.name === "w::flipped")?.data).toBe(flipped?.data);
+    // A trained weight changes between runs: it is flipped in the graph.
+    const wt = G.weight("w", [4, 3, 3, 3], Float32Array.from(wData), { trainable: true });
+    const [dxTrained] = G.vjp([G.conv2d(x, wt, undefined, { pads: [1, 1, 1, 1] })], [g], [x]);
+    const trained = G.compile({ dx: dxTrained as G.Tensor });
+    expect(hasOp(bytes(trained), "Slice")).toBe(true);
+    expect(trained.weightInputs.map((i) => i.name)).toEqual(["w"]);
     // the adjoint in float64: y[o,p,q] = Σ x[c, p+u−1, q+v−1]·w[o,c,u,v], so dx[c,i,j] = Σ g[o, i−u+1, j−v+1]·w[o,c,u,v]
     const want = new Float64Array(3 * 25);
     for (let c = 0; c < 3; c++)
@@ -277,7 +291,7 @@ describe("compile and run", () => {
                 want[c * 25 + i * 5 + j]! +=
                   (gData[o * 25 + p * 5 + q] as number) * (wData[((o * 3 + c) * 3 + u) * 3 + v] as number);
               }
-    for (const c of [embedded, fed]) {
+    for (const c of [embedded, fed, trained]) {
       const session = await Session.create(c, { threads: 1 });
       const got = (await session.run({ g: gData })).dx!.data as Float32Array; // dx does not depend on x
       await session.release();

@@ -23,6 +23,15 @@ describe("parity with the reference implementation", () => {
     expect(lines.length).toBe(69);
   });
 
+  it("passes the null-text step with the UNet's weights fed at run time, as Stable Diffusion's are", async () => {
+    // Fed weights take other paths in the gradient (the conv input gradient's kernel flipped on the
+    // host once per process, not in the graph), so the gradient golden checks them too.
+    const lines = await runParity(PARITY, { unetWeights: "shared" });
+    const nulltext = lines.filter((l) => l.name.startsWith("nulltext."));
+    expect(nulltext.map((l) => l.name)).toContain("nulltext.grad_uncond");
+    expect(nulltext.filter((l) => !l.ok).map((l) => `${l.name}: ${l.maxDiff} > ${l.allowed}`)).toEqual([]);
+  });
+
   it("passes the model entries from a single CompVis-format checkpoint of the same weights", async () => {
     const model = await loadStableDiffusion(path.join(PARITY, "model"));
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nulltext-compvis-"));

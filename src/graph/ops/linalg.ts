@@ -1,4 +1,5 @@
 /** MatMul, Gemm, Conv and ConvTranspose, with FLOP counts. */
+import type { AnyTypedArray } from "../dtype.js";
 import { attr } from "../emit.js";
 import { apply, type OpDef, type Tensor } from "../tensor.js";
 import { broadcastShapes, mul, unbroadcast } from "./elementwise.js";
@@ -192,18 +193,22 @@ export const ConvTranspose: OpDef<ConvTransposeAttrs> = {
       // With unit strides the transposed convolution is a convolution with the kernel flipped and its
       // channel axes swapped, and Conv has the blocked-layout kernel that ConvTranspose lacks (bench:ops'
       // conv input-gradient rows). Of a constant weight ORT folds the flip into a new initializer, paid
-      // once per session (SD 1.5's gradient session took 126 s to create instead of 61 s); of a trained
+      // once per session (SD 1.5's gradient session took 126 s to create instead of 61 s); of a weight fed
+      // at run time the host flips it once per process (in the graph, ORT's negative-step Slice and the
+      // Transpose cost SD 1.5's forward + VJP at 32×32 more than its convolutions: issue 22); of a trained
       // weight it is a small Transpose and Slice per run (train:shapes over 100 VAE steps: 0.93 and 0.80
       // steps/s in two runs, against 0.74 and 0.66 with ConvTranspose; the UNet step gains less).
       const [g, w] = e.inputs as [string, string];
-      const swapped = e.node("Transpose", [w], { perm: attr.ints([1, 0, 2, 3]) });
-      const flipped = e.node("Slice", [
-        swapped,
-        e.ints([-1, -1]),
-        e.ints([-kh - 1, -kw - 1]),
-        e.ints([2, 3]),
-        e.ints([-1, -1]),
-      ]);
+      const [cout, cin] = (t.inputs[1] as Tensor).shape as [number, number];
+      const flipped =
+        e.derivedWeight(1, "flipped", [cin, cout, kh, kw], (data) => swapAndFlip(data, cout, cin, kh * kw)) ??
+        e.node("Slice", [
+          e.node("Transpose", [w], { perm: attr.ints([1, 0, 2, 3]) }),
+          e.ints([-1, -1]),
+          e.ints([-kh - 1, -kw - 1]),
+          e.ints([2, 3]),
+          e.ints([-1, -1]),
+        ]);
       e.node("Conv", [g, flipped], { pads: attr.ints(pads) }, e.output);
       return;
     }
@@ -225,6 +230,23 @@ export const ConvTranspose: OpDef<ConvTransposeAttrs> = {
     return 2 * g.size * cg * kh * kw;
   },
 };
+
+/**
+ * w [Cout, Cin, kh, kw] → [Cin, Cout, kh, kw] with both spatial axes reversed: the kernel of the
+ * convolution that equals the unit-stride transposed convolution with w. Reversing both axes of a
+ * row-major kh×kw block reverses its kh·kw values.
+ */
+export function swapAndFlip<T extends AnyTypedArray>(w: T, cout: number, cin: number, k: number): T {
+  const out = new (w.constructor as new (n: number) => T)(w.length);
+  for (let o = 0; o < cout; o++) {
+    for (let c = 0; c < cin; c++) {
+      const src = (o * cin + c) * k + k - 1;
+      const dst = (c * cout + o) * k;
+      for (let j = 0; j < k; j++) out[dst + j] = w[src - j] as number;
+    }
+  }
+  return out;
+}
 
 /** dL/dx of a convolution: the transposed convolution of the cotangent with the same weight. */
 function convInputGrad(g: Tensor, w: Tensor, xShape: readonly number[], a: ConvAttrs): Tensor {
