@@ -1,19 +1,28 @@
 /**
  * bench:invert — a full null-text inversion (50 DDIM steps, N = 10, guidance 7.5) with the full
  * SD 1.5 configuration (random weights) at 256×256 (32×32 latents; --size 512 for 64×64): wall time
- * per phase, UNet evaluations and VJPs, GFLOP/s, peak RSS, and what the reference implementation's
- * measured per-call costs on this machine (bench:unet's PyTorch figures) sum to for the same calls.
- * Usage: npm run bench:invert [-- --size 256|512] [-- --json]
+ * per phase, UNet evaluations and VJPs, GFLOP/s, peak RSS; with `--torch FILE` (unet_bench.py's JSON
+ * lines from this machine, see bench/torch.ts) also what the reference implementation's per-call costs
+ * (forward; forward + VJP to the context) sum to for the same calls, and the ratio. Without it, no ratio.
+ * Usage: npm run bench:invert [-- --size 256|512] [-- --torch torch.jsonl] [-- --json]
  */
 import { NullTextPipeline } from "../src/pipeline.js";
 import { argValue, peakRssGb, printTable, wantsJson } from "./common.js";
 import { randomSD15 } from "./sd15.js";
+import { readTorchJsonl } from "./torch.js";
 
-/** PyTorch 1.13 per call on this machine (seconds): forward, and forward + VJP to the context. */
-const TORCH = { 256: { forward: 5.5, vjp: 11.7 }, 512: { forward: 23.2, vjp: 50.1 } } as const;
-
-const size = Number(argValue("--size") ?? 256) as 256 | 512;
-if (!(size in TORCH)) throw new Error("--size must be 256 or 512");
+const size = Number(argValue("--size") ?? 256);
+if (size !== 256 && size !== 512) throw new Error(`--size ${argValue("--size")}: expected 256 or 512`);
+const torchFile = argValue("--torch");
+const torch = torchFile === undefined ? undefined : readTorchJsonl(torchFile);
+const latent = size / 8;
+const perCall = torch && {
+  forward: torch.get(`fwd${latent}` as "fwd32" | "fwd64")?.seconds,
+  vjp: torch.get(`grad${latent}` as "grad32" | "grad64")?.seconds,
+};
+if (perCall && (perCall.forward === undefined || perCall.vjp === undefined)) {
+  throw new Error(`--torch ${torchFile}: needs the fwd${latent} and grad${latent} rows for ${size}×${size}`);
+}
 const MODEL = randomSD15();
 
 const t0 = performance.now();
@@ -43,7 +52,9 @@ const { inversion, stats } = await pipe.invert(image, "a photo of a cat", {
 const forwards = stats.unetEvals - stats.vjps;
 const total = Object.values(stats.seconds).reduce((a, b) => a + b, 0);
 const flops = forwards * cost.forward + stats.vjps * (cost.forward + cost.gradient);
-const torchSeconds = forwards * TORCH[size].forward + stats.vjps * TORCH[size].vjp;
+const torchSeconds = perCall
+  ? forwards * (perCall.forward as number) + stats.vjps * (perCall.vjp as number)
+  : undefined;
 const result = {
   name: `nti ${size}x${size}`,
   seconds: total,
@@ -54,9 +65,9 @@ const result = {
   gflop: flops / 1e9,
   gflops: flops / 1e9 / total,
   peak_rss_gb: peakRssGb(),
-  torch_estimate_seconds: torchSeconds,
-  raw_gflops: flops / 1e9 / torchSeconds,
-  ratio: torchSeconds / total,
+  ...(torchSeconds === undefined
+    ? {}
+    : { torch_estimate_seconds: torchSeconds, speedup_vs_torch: torchSeconds / total }),
   embeddings: inversion.tensors.embeddings?.shape[0] ?? 0,
 };
 if (wantsJson()) console.log(JSON.stringify(result));
@@ -72,8 +83,9 @@ else {
       VJPs: stats.vjps,
       "GFLOP/s": result.gflops.toFixed(0),
       "peak RSS GB": result.peak_rss_gb.toFixed(2),
-      "PyTorch est. s": torchSeconds.toFixed(0),
-      speedup: `${result.ratio.toFixed(2)}×`,
+      ...(torchSeconds === undefined
+        ? {}
+        : { "PyTorch est. s": torchSeconds.toFixed(0), "PyTorch / nulltext": `${(torchSeconds / total).toFixed(2)}×` }),
     },
   ]);
 }
