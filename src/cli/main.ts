@@ -54,7 +54,8 @@ common options:
                       other value of a scheduler config as 1, with a warning; give it to run it as written)
   --steps N           DDIM steps (default 50)         --guidance W     guidance scale (default 7.5)
   --threads N         ONNX Runtime threads, 1..4× the CPUs (default: all CPUs)
-  --unet-weights M    auto (default: shared for models over 1 GiB of weights, else per-session)
+  --unet-weights M    auto (default: per-session for the inversion's gradient graph; for the others
+                      shared for models over 1 GiB of weights, else per-session)
                       | shared (one copy fed to all UNet sessions: least memory)
                       | per-session (ORT's own reordered copies: faster for small models, ~1.5× the memory)
 

@@ -84,7 +84,7 @@ export class GuidedStep {
         name: "guided_step",
         inputs: [latent, timestep, context, fixedEps, target, guidance, variableIsNull, sampleCoef, epsCoef],
         gated: { when: "with_grad", outputs: { loss, grad: grad as G.Tensor, prev } },
-        ...unetCompileOptions(options),
+        ...unetCompileOptions(options, "gradient"),
       },
     );
     // Without ORT's memory pattern: measured 3.4 GB less peak memory for SD at 64×64 latents, 7% slower.

@@ -44,22 +44,28 @@ export interface SessionOptions {
   compile?: { externalDir?: string; inlineLimitBytes?: number };
   /**
    * How UNet sessions hold the weights. "shared": one host copy, fed to every session (inversion's
-   * gradient graph and the editing graphs), which ORT reads in place: least memory (SD 1.5 forward +
-   * gradient at 64×64: 6.5 GB instead of 9.5) and the shortest setup. A gradient graph adds one
-   * flipped copy of each convolution kernel, made on the host once per process (bench:unet grad32:
-   * 1.5 GB more, 2.2× faster than flipping it in the graph on every run). "per-session": each session
-   * holds them as initializers in ORT's reordered, prepacked layouts: a copy per session and a second
-   * one in a gradient session; faster for small models, where feeding hundreds of weights per run
-   * costs more than the kernels (no speed difference measurable on SD 1.5 on our 2-core VM). "auto"
-   * (default): shared for weights over 1 GiB (Stable Diffusion), per-session below.
+   * gradient graph and the editing graphs), which ORT reads in place: least memory and the shortest
+   * setup, but ORT cannot prepack fed weights into its blocked-layout convolution kernels, and a
+   * gradient graph adds one flipped copy of each convolution kernel, made on the host once per process
+   * (1.5 GB for SD 1.5, 2.2× faster than flipping it in the graph every run). "per-session": each
+   * session holds them as initializers in ORT's reordered, prepacked layouts, a copy per session.
+   * "auto" (default): per-session for the inversion's gradient graph, whose hundreds of runs pay for
+   * it (SD 1.5 forward + VJP at 64×64, bench:unet 2026-12-03: 11.60 s and 9.53 GB peak against
+   * 15.66 s and 8.55 GB shared); for forward graphs shared when the weights exceed 1 GiB (Stable
+   * Diffusion: fwd64 5.10 s per-session, 6.50 s shared, but every denoiser session would hold another
+   * 3.4 GB copy), per-session below.
    */
   unetWeights?: "auto" | "shared" | "per-session";
 }
 
-/** Compile options for a UNet graph under `options.unetWeights`. */
-export function unetCompileOptions(options: SessionOptions): CompileOptions {
+/** Compile options for a UNet graph under `options.unetWeights`; `use` says whether it has a backward. */
+export function unetCompileOptions(options: SessionOptions, use: "forward" | "gradient" = "forward"): CompileOptions {
   const weights = options.unetWeights ?? "auto";
-  const modes = { auto: "auto", shared: "inputs", "per-session": "initializers" } as const;
+  const modes = {
+    auto: use === "gradient" ? "initializers" : "auto",
+    shared: "inputs",
+    "per-session": "initializers",
+  } as const;
   if (!(weights in modes)) {
     throw new Error(`unetWeights must be "auto", "shared" or "per-session", got ${JSON.stringify(weights)}`);
   }
