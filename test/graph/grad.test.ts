@@ -4,7 +4,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import * as G from "../../src/graph/index.js";
-import { Session } from "../../src/runtime/session.js";
+import { Session, unetCompileOptions } from "../../src/runtime/session.js";
 import { evaluate } from "./harness.js";
 
 /**
@@ -298,6 +298,15 @@ describe("compile and run", () => {
       expect(Math.max(...got.map((v, i) => Math.abs(v - (want[i] as number))))).toBeLessThan(1e-5);
     }
     expect(Math.max(...want.map(Math.abs))).toBeGreaterThan(0.5);
+  });
+
+  it("keeps a UNet's weights per session for a gradient graph unless told to share them", () => {
+    // "auto": the gradient graph prepacked (initializers); forward graphs fed when over the inline limit
+    expect(unetCompileOptions({}, "gradient").frozenWeights).toBe("initializers");
+    expect(unetCompileOptions({}).frozenWeights).toBe("auto");
+    expect(unetCompileOptions({ unetWeights: "shared" }, "gradient").frozenWeights).toBe("inputs");
+    expect(unetCompileOptions({ unetWeights: "per-session" }).frozenWeights).toBe("initializers");
+    expect(() => unetCompileOptions({ unetWeights: "both" as "auto" })).toThrow(/unetWeights must be .* got "both"/);
   });
 
   it("feeds trainable weights from their arrays, so in-place updates take effect", async () => {
