@@ -221,12 +221,15 @@ export class NullTextPipeline {
 
   /** FLOPs of one UNet forward and of the added gradient, in the inversion graph. */
   async inversionCost(): Promise<{ forward: number; gradient: number }> {
-    return (await this.guidedStep()).flops;
+    return (await this.guidedStep(true)).flops;
   }
 
-  private guidedStep(): Promise<GuidedStep> {
+  /** The inversion's UNet step; with `gradient` the loss and gradient too (the optimising methods'). */
+  private guidedStep(gradient: boolean): Promise<GuidedStep> {
     const [, h, w] = this.latentShape;
-    return this.cached(`guided_step_${h}`, () => GuidedStep.create(this.model, [h, w], this.options));
+    return this.cached(`guided_step_${h}_${gradient ? "grad" : "fwd"}`, () =>
+      GuidedStep.create(this.model, [h, w], this.options, { gradient }),
+    );
   }
 
   private denoiser(prompts: number, control: boolean): Promise<Denoiser> {
@@ -269,7 +272,7 @@ export class NullTextPipeline {
       Float32Array,
     ];
     const schedule = this.schedule(settings.steps);
-    const step = await timed("compile", () => this.guidedStep());
+    const step = await timed("compile", () => this.guidedStep(method.optimises === true));
 
     const identity = { settings, prompt, imageHash, model: this.model.fingerprint };
     const saved = (await checkpoint?.load?.()) ?? null;
@@ -357,7 +360,7 @@ export class NullTextPipeline {
   async ddimPivots(image: RgbImage, prompt: string, steps: number): Promise<Float32Array[]> {
     const [cond] = await this.encodePrompts([prompt]);
     const z0 = await this.encodeImage(image);
-    return ddimInversion(await this.guidedStep(), this.schedule(steps), z0, cond as Float32Array);
+    return ddimInversion(await this.guidedStep(false), this.schedule(steps), z0, cond as Float32Array);
   }
 
   /** What the inversion's method gives the sampler, and the empty prompt's embedding. */

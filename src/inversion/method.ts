@@ -57,7 +57,7 @@ export interface StepTrace {
 /** What a method gets to invert an image with. */
 export interface InversionRun<S extends InversionSettings = InversionSettings> {
   settings: S;
-  /** The compiled UNet graph with the guided step's loss and gradient (see guided_step.ts). */
+  /** The compiled UNet graph, with the guided step's loss and gradient when the method optimises (see guided_step.ts). */
   step: GuidedStep;
   schedule: DDIMSchedule;
   /** Embedding [L·D] of the source prompt, and of the empty prompt. */
@@ -125,6 +125,12 @@ export interface InversionMethodModule<S extends InversionSettings = InversionSe
   readonly defaults: Omit<S, "method">;
   /** One line per method-specific setting, for help texts. */
   readonly help?: Readonly<Record<string, string>>;
+  /**
+   * Whether `invert` takes gradients through the UNet (run.step.lossAndGrad). Such a method gets a step
+   * compiled for hundreds of gradient runs (with "auto" weights, prepacked in its session); the others
+   * a forward-only step that shares the weights with the editing graphs and has no lossAndGrad.
+   */
+  readonly optimises?: boolean;
   /** Throws an error naming the offending value when a setting is invalid. */
   validate(settings: S): void;
   /** Inverts; returns the tensors the inversion file stores for this method (by name). */

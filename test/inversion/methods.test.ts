@@ -45,6 +45,11 @@ describe("inversion methods", () => {
     ]);
   });
 
+  it("asks for the UNet's gradient only for the methods that optimise", () => {
+    const optimising = [...METHODS.values()].filter((m) => m.optimises).map((m) => m.id);
+    expect(optimising).toEqual(["nti", "nti-global", "nti-conditional"]);
+  });
+
   it("answers bad settings with the offending value and what is accepted", () => {
     const cases: [Record<string, unknown>, RegExp][] = [
       [

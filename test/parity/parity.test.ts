@@ -8,6 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
+import { GuidedStep } from "../../src/inversion/guided_step.js";
 import { loadStableDiffusion } from "../../src/models/loader.js";
 import { writeCompVisCheckpoint } from "../../src/models/single_file.js";
 import { runParity } from "../../src/parity/run.js";
@@ -30,6 +31,35 @@ describe("parity with the reference implementation", () => {
     const nulltext = lines.filter((l) => l.name.startsWith("nulltext."));
     expect(nulltext.map((l) => l.name)).toContain("nulltext.grad_uncond");
     expect(nulltext.filter((l) => !l.ok).map((l) => `${l.name}: ${l.maxDiff} > ${l.allowed}`)).toEqual([]);
+  });
+
+  it("gives the same ε from the forward-only step as from the one with the gradient, and no gradient", async () => {
+    const model = await loadStableDiffusion(path.join(PARITY, "model"));
+    const [withGrad, forward] = await Promise.all([
+      GuidedStep.create(model, [8, 8]),
+      GuidedStep.create(model, [8, 8], {}, { gradient: false }),
+    ]);
+    const latent = Float32Array.from({ length: 4 * 64 }, (_, i) => Math.sin(i));
+    const context = Float32Array.from({ length: 77 * model.unet.crossAttentionDim }, (_, i) => Math.cos(i / 3));
+    const a = await withGrad.eps(latent, 501, context);
+    const b = await forward.eps(latent, 501, context);
+    expect(Math.max(...a.map((v) => Math.abs(v)))).toBeGreaterThan(0.1);
+    expect(Math.max(...a.map((v, i) => Math.abs(v - (b[i] as number))))).toBeLessThan(1e-5);
+    expect(forward.flops.gradient).toBe(0);
+    await expect(
+      forward.lossAndGrad({
+        latent,
+        timestep: 501,
+        context,
+        fixedEps: latent,
+        target: latent,
+        guidance: 7.5,
+        variableIsNull: true,
+        sampleCoef: 1,
+        epsCoef: 0,
+      }),
+    ).rejects.toThrow(/compiled without its gradient/);
+    await Promise.all([withGrad.release(), forward.release()]);
   });
 
   it("passes the model entries from a single CompVis-format checkpoint of the same weights", async () => {

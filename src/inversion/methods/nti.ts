@@ -125,6 +125,7 @@ function checkEmbeddings(count: (s: NullTextSettings) => number, method: string)
 /** Null-text inversion: ∅_t optimised per step so that guided DDIM steps follow the pivot. */
 export const nti: InversionMethodModule<NullTextSettings> = {
   id: "nti",
+  optimises: true,
   summary: "null-text inversion: ∅_t optimised per step along the DDIM pivot (Mokady et al. 2023)",
   defaults: { steps: 50, guidance: 7.5, innerSteps: 10, lr: 1e-2, earlyStop: 1e-5, earlyStopSlope: 2e-5 },
   help: HELP,
@@ -137,6 +138,7 @@ export const nti: InversionMethodModule<NullTextSettings> = {
 /** The paper's ablation with one ∅ for all timesteps (N passes over the trajectory, no early stop). */
 export const ntiGlobal: InversionMethodModule<NullTextSettings> = {
   id: "nti-global",
+  optimises: true,
   summary: "ablation: one global ∅ optimised for all steps (Mokady et al. 2023, §4)",
   defaults: { steps: 50, guidance: 7.5, innerSteps: 10, lr: 1e-2 },
   help: { innerSteps: "passes over the trajectory (default 10)", lr: HELP.lr },
@@ -149,6 +151,7 @@ export const ntiGlobal: InversionMethodModule<NullTextSettings> = {
 /** The paper's textual-inversion ablation: the prompt embedding C_t optimised per step, ∅ the empty prompt's. */
 export const ntiConditional: InversionMethodModule<NullTextSettings> = {
   id: "nti-conditional",
+  optimises: true,
   summary: "ablation: the prompt embedding optimised per step instead of ∅ (Mokady et al. 2023, §4)",
   defaults: nti.defaults,
   help: HELP,
