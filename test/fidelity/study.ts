@@ -1,8 +1,8 @@
 /**
- * Per-layer precision of the VAE (and the UNet's output) on the parity model: each layer's output
- * from ONNX Runtime (float32, our emission) and from a plain float32 host evaluation, both against a
- * float64 host evaluation of the same graph and weights. Used by precision.test.ts and printed by
- * `npx tsx test/fidelity/print.ts`.
+ * Per-layer precision of the VAE and the UNet on the parity model: each layer's output from ONNX
+ * Runtime (float32, our emission) and from a plain float32 host evaluation (NumPy-like: host.ts),
+ * both against a float64 host evaluation of the same graph and weights. Used by precision.test.ts
+ * and printed by `npx tsx test/fidelity/print.ts`.
  */
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -123,6 +123,100 @@ export async function study(layers: Layer[], input: Golden, { threads = 2, local
   return rows;
 }
 
+/**
+ * Tensors of one graph (named taps, all computed from `feeds`) through ORT and both host
+ * evaluations: the chain errors only (a tap's inputs are not one tensor, so no "alone" columns).
+ */
+export async function studyTaps(
+  taps: [string, G.Tensor][],
+  feeds: Record<string, Golden>,
+  { threads = 2 } = {},
+): Promise<LayerRow[]> {
+  const ort = await runOrt(
+    Object.fromEntries(taps.map(([, t], i) => [`l${i}`, t])),
+    Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, v.data])),
+    threads,
+  );
+  const f64 = new HostEvaluator("float64", feeds);
+  const f32 = new HostEvaluator("float32", feeds);
+  const rows: LayerRow[] = [];
+  for (const [i, [layer, t]] of taps.entries()) {
+    const ref = (await f64.evaluate(t)).data;
+    rows.push({
+      layer,
+      scale: maxAbsDiff(ref, new Float64Array(ref.length)),
+      ort: maxAbsDiff(ort[`l${i}`]?.data as Float32Array, ref),
+      plain: maxAbsDiff((await f32.evaluate(t)).data, ref),
+      ortLocal: Number.NaN,
+      plainLocal: Number.NaN,
+    });
+  }
+  f64.close();
+  f32.close();
+  return rows;
+}
+
+/** The UNet's inputs from the goldens (unet.sample, unet.encoder_hidden_states) at timestep `t`, batch 2. */
+export function unetFeeds(goldens: Map<string, Golden>, t: number): Record<string, Golden> {
+  const sample = goldens.get("unet.sample");
+  const context = goldens.get("unet.encoder_hidden_states");
+  if (!sample || !context) throw new Error("goldens: unet.sample or unet.encoder_hidden_states missing");
+  const b = sample.shape[0] as number;
+  return { sample, context, timestep: { shape: [b], data: new Float32Array(b).fill(t) } };
+}
+
+/**
+ * The UNet's blocks as taps of one forward graph, in diffusers' order: each resnet and transformer
+ * (the last tensor computed in its scope), each down- and upsampler (its convolution, found by its
+ * weight: the samplers have no scope of their own), then conv_out (the output).
+ */
+export function unetTaps(sd: StableDiffusion, feeds: Record<string, Golden>): [string, G.Tensor][] {
+  const input = (name: string) => G.input(name, (feeds[name] as Golden).shape);
+  const unet = sd.unet;
+  const out = unet.forward(input("sample"), input("timestep"), input("context"));
+  const block = /^((down|up)_blocks\.\d+\.(resnets|attentions)\.\d+|mid_block\.mid_block\.(resnets|attentions)\.\d+)$/;
+  const samplers = new Map<G.Tensor, string>();
+  unet.down_blocks.forEach((b, i) => {
+    const conv = b.downsamplers?.[0]?.conv;
+    if (conv) samplers.set(conv.weight, `down_blocks.${i}.downsamplers.0`);
+  });
+  unet.up_blocks.forEach((b, i) => {
+    const conv = b.upsamplers?.[0]?.conv;
+    if (conv) samplers.set(conv.weight, `up_blocks.${i}.upsamplers.0`);
+  });
+  const last = new Map<string, G.Tensor>();
+  const seen = new Set<number>();
+  const stack = [out];
+  while (stack.length) {
+    const t = stack.pop() as G.Tensor;
+    if (seen.has(t.id)) continue;
+    seen.add(t.id);
+    const m = block.exec(t.scope);
+    const sampler = t.op?.name === "Conv" ? samplers.get(t.inputs[1] as G.Tensor) : undefined;
+    const name = sampler ?? (m ? (m[1] as string).replace("mid_block.mid_block", "mid_block") : undefined);
+    if (name && (last.get(name)?.id ?? -1) < t.id) last.set(name, t);
+    stack.push(...t.inputs);
+  }
+  const taps = [...last].sort((a, b) => a[1].id - b[1].id);
+  return [...taps, ["conv_out (output)", out]];
+}
+
+/** The UNet's output and its VJP with respect to the context (the goldens' unet.vjp_cotangent), as null-text optimisation uses it. */
+export function unetOutputAndVjp(
+  sd: StableDiffusion,
+  feeds: Record<string, Golden>,
+  cotangent: Golden,
+): [string, G.Tensor][] {
+  const input = (name: string) => G.input(name, (feeds[name] as Golden).shape);
+  const context = input("context");
+  const out = sd.unet.forward(input("sample"), input("timestep"), context);
+  const [vjp] = G.grad(G.reduceSum(G.mul(out, G.constant(cotangent.data, cotangent.shape))), [context]);
+  return [
+    ["output", out],
+    ["vjp (d/d context)", vjp as G.Tensor],
+  ];
+}
+
 /** The encoder's layers as diffusers' Encoder.forward runs them, then quant_conv (the posterior's mean and logvar). */
 export function encoderLayers(sd: StableDiffusion): Layer[] {
   const vae = sd.vae;
@@ -143,6 +237,10 @@ export function encoderLayers(sd: StableDiffusion): Layer[] {
     ["conv_norm_out", (x) => enc.conv_norm_out.forward(x)],
     ["conv_act + conv_out", (x) => enc.conv_out.forward(G.silu(x))],
     ["quant_conv (mean, logvar)", (x) => vae.quant_conv.forward(x)],
+    [
+      "posterior mean (the latent)",
+      (x) => G.split(x, [(x.shape[1] as number) / 2, (x.shape[1] as number) / 2], 1)[0] as G.Tensor,
+    ],
   );
   return layers;
 }
