@@ -141,6 +141,11 @@ export class Session {
     }
     for (const w of this.graph.weightInputs) {
       const feed = feeds[w.name];
+      if (feed && this.graph.weightInputs.some((d) => d.name.startsWith(`${w.name}::`))) {
+        throw new Error(
+          `${this.graph.name}: weight '${w.name}' cannot be fed per run: the graph holds copies derived from it once (${w.name}::…)`,
+        );
+      }
       ortFeeds[w.name] = feed ? toOrt(this.graph.name, w, feed) : (this.weightFeeds.get(w.name) as OrtTensor);
     }
     let result: Record<string, OrtTensor>;

@@ -291,6 +291,10 @@ describe("compile and run", () => {
                 want[c * 25 + i * 5 + j]! +=
                   (gData[o * 25 + p * 5 + q] as number) * (wData[((o * 3 + c) * 3 + u) * 3 + v] as number);
               }
+    // its derived copy would not follow a weight fed per run
+    const fedSession = await Session.create(fed, { threads: 1 });
+    await expect(fedSession.run({ g: gData, w: wData })).rejects.toThrow(/weight 'w' cannot be fed per run/);
+    await fedSession.release();
     for (const c of [embedded, fed, trained]) {
       const session = await Session.create(c, { threads: 1 });
       const got = (await session.run({ g: gData })).dx!.data as Float32Array; // dx does not depend on x
