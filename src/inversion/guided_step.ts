@@ -64,14 +64,6 @@ export class GuidedStep {
     const latent = G.input("latent", latentShape);
     const timestep = G.input("timestep", [1]);
     const context = G.input("context", contextShape);
-    const fixedEps = G.input("fixed_eps", latentShape);
-    const target = G.input("target", latentShape);
-    const [guidance, sampleCoef, epsCoef] = ["guidance", "sample_coef", "eps_coef"].map((n) => G.input(n, [])) as [
-      G.Tensor,
-      G.Tensor,
-      G.Tensor,
-    ];
-    const variableIsNull = G.input("variable_is_null", [], "bool");
     const eps = unet.forward(latent, timestep, context);
     if (!gradient) {
       const compiled = G.compile(
@@ -81,6 +73,14 @@ export class GuidedStep {
       const session = await Session.create(compiled, options);
       return new GuidedStep(session, latentShape, contextShape, { forward: compiled.flops, gradient: 0 }, false);
     }
+    const fixedEps = G.input("fixed_eps", latentShape);
+    const target = G.input("target", latentShape);
+    const [guidance, sampleCoef, epsCoef] = ["guidance", "sample_coef", "eps_coef"].map((n) => G.input(n, [])) as [
+      G.Tensor,
+      G.Tensor,
+      G.Tensor,
+    ];
+    const variableIsNull = G.input("variable_is_null", [], "bool");
     const guided = guidedNoiseGraph(
       G.where(variableIsNull, eps, fixedEps),
       G.where(variableIsNull, fixedEps, eps),
