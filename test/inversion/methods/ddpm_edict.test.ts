@@ -18,8 +18,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { DEFAULT_MODEL, main } from "../../../src/cli/main.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DEFAULT_MODEL } from "../../../src/cli/main.js";
 import type { Denoiser } from "../../../src/editing/denoiser.js";
 import { sample } from "../../../src/editing/sample.js";
 import { psnr, type RgbImage, readImage, writePng } from "../../../src/image/index.js";
@@ -28,7 +28,8 @@ import { edictDenoiseStep, edictInvertStep } from "../../../src/inversion/method
 import { getMethod, resolveSettings } from "../../../src/inversion/registry.js";
 import { NullTextPipeline } from "../../../src/pipeline.js";
 import { randomScene, renderScene, scenePrompt } from "../../../src/scenes/index.js";
-import { DDIM_CONFIG_DEFAULTS, ddimAlphasCumprod, ddimSchedule, ddimStepEta } from "../../../src/schedulers/ddim.js";
+import { ddimAlphasCumprod, ddimSchedule, ddimStepEta } from "../../../src/schedulers/ddim.js";
+import { runCli, SD_SCHEDULER } from "./support.js";
 
 const PARITY = fileURLToPath(new URL("../../../../shared/parity/model", import.meta.url));
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nulltext-ddpm-edict-"));
@@ -37,15 +38,7 @@ const maxDiff = (a: Float32Array, b: Float32Array) => {
   expect(a.length).toBe(b.length);
   return a.reduce((m, v, i) => Math.max(m, Math.abs(v - (b[i] as number))), 0);
 };
-const SD = {
-  ...DDIM_CONFIG_DEFAULTS,
-  beta_start: 0.00085,
-  beta_end: 0.012,
-  beta_schedule: "scaled_linear" as const,
-  clip_sample: false,
-  set_alpha_to_one: false,
-  steps_offset: 1,
-};
+const SD = SD_SCHEDULER;
 
 describe("ddpm and edict: steps and settings", () => {
   const schedule = ddimSchedule(SD, 10);
@@ -277,19 +270,7 @@ describe("ddpm and edict on the parity model", () => {
   it("runs from the command line: invert --method ddpm|edict, edit, reconstruct", async () => {
     await writePng(at("photo.png"), image);
     const common = ["--model", PARITY, "--threads", "2"];
-    const cli = async (...args: string[]) => {
-      const err: string[] = [];
-      const e = vi.spyOn(console, "error").mockImplementation((...a) => void err.push(a.join(" ")));
-      const o = vi.spyOn(console, "log").mockImplementation(() => {});
-      const s = vi.spyOn(process.stderr, "write").mockImplementation(() => true);
-      try {
-        return { rc: await main(args), err: err.join("\n") };
-      } finally {
-        e.mockRestore();
-        o.mockRestore();
-        s.mockRestore();
-      }
-    };
+    const cli = runCli;
     const [vae] = await pipe.decodeLatents(z0);
     for (const [method, flags, settings] of [
       ["ddpm", ["--skip", "1", "--noise-seed", "3"], { skip: 1, noiseSeed: 3, guidance: 3.5 }],

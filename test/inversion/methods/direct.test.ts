@@ -13,14 +13,15 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { DEFAULT_MODEL, main } from "../../../src/cli/main.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DEFAULT_MODEL } from "../../../src/cli/main.js";
 import { psnr, type RgbImage, readImage, writePng } from "../../../src/image/index.js";
 import { decodeInversion, encodeInversion, readInversion } from "../../../src/inversion/file.js";
 import { pullBack } from "../../../src/inversion/methods/direct.js";
 import { getMethod, resolveSettings } from "../../../src/inversion/registry.js";
 import { NullTextPipeline } from "../../../src/pipeline.js";
 import { randomScene, renderScene, scenePrompt } from "../../../src/scenes/index.js";
+import { runCli } from "./support.js";
 
 const PARITY = fileURLToPath(new URL("../../../../shared/parity/model", import.meta.url));
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nulltext-direct-"));
@@ -140,19 +141,7 @@ describe("direct on the parity model", () => {
     const r = pipe.resolution;
     await writePng(at("photo.png"), image);
     const common = ["--model", PARITY, "--threads", "2"];
-    const cli = async (...args: string[]) => {
-      const err: string[] = [];
-      const e = vi.spyOn(console, "error").mockImplementation((...a) => void err.push(a.join(" ")));
-      const o = vi.spyOn(console, "log").mockImplementation(() => {});
-      const s = vi.spyOn(process.stderr, "write").mockImplementation(() => true);
-      try {
-        return { rc: await main(args), err: err.join("\n") };
-      } finally {
-        e.mockRestore();
-        o.mockRestore();
-        s.mockRestore();
-      }
-    };
+    const cli = runCli;
     const inv = at("photo.nti");
     const inverted = await cli(
       "invert",

@@ -9,8 +9,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { main } from "../../../src/cli/main.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Denoiser } from "../../../src/editing/denoiser.js";
 import { sample } from "../../../src/editing/sample.js";
 import { type RgbImage, writePng } from "../../../src/image/index.js";
@@ -18,20 +17,12 @@ import { decodeInversion, encodeInversion, readInversion } from "../../../src/in
 import { sdeditNoised, sdeditStartStep } from "../../../src/inversion/methods/sdedit.js";
 import { resolveSettings } from "../../../src/inversion/registry.js";
 import { NullTextPipeline } from "../../../src/pipeline.js";
-import { DDIM_CONFIG_DEFAULTS, ddimSchedule } from "../../../src/schedulers/ddim.js";
+import { ddimSchedule } from "../../../src/schedulers/ddim.js";
 import { gaussianArray } from "../../../src/util/rng.js";
+import { runCli, SD_SCHEDULER } from "./support.js";
 
 const PARITY = fileURLToPath(new URL("../../../../shared/parity/model", import.meta.url));
-// Stable Diffusion's scheduler
-const SD = {
-  ...DDIM_CONFIG_DEFAULTS,
-  beta_start: 0.00085,
-  beta_end: 0.012,
-  beta_schedule: "scaled_linear" as const,
-  clip_sample: false,
-  set_alpha_to_one: false,
-  steps_offset: 1,
-};
+const SD = SD_SCHEDULER;
 
 /** ᾱ_t = Π_{s ≤ t} (1 − β_s), β scaled-linear, in float64. */
 function alphaBar64(t: number): number {
@@ -175,19 +166,7 @@ describe("sdedit on the parity model", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nulltext-sdedit-"));
     await writePng(path.join(dir, "photo.png"), image);
     const common = ["--model", PARITY, "--threads", "2"];
-    const cli = async (...args: string[]) => {
-      const err: string[] = [];
-      const e = vi.spyOn(console, "error").mockImplementation((...a) => void err.push(a.join(" ")));
-      const o = vi.spyOn(console, "log").mockImplementation(() => {});
-      const s = vi.spyOn(process.stderr, "write").mockImplementation(() => true);
-      try {
-        return { rc: await main([...args, ...common]), err: err.join("\n") };
-      } finally {
-        e.mockRestore();
-        o.mockRestore();
-        s.mockRestore();
-      }
-    };
+    const cli = (...args: string[]) => runCli(...args, ...common);
     const inv = path.join(dir, "photo.nti");
     const photo = path.join(dir, "photo.png");
     const r = await cli("invert", photo, "--prompt", prompt, "--out", inv, "--method", "sdedit", "--steps", "4");
