@@ -78,11 +78,11 @@ async function runRow(method: string, size: number): Promise<RowResult> {
   const compile = stats.seconds.compile ?? 0;
   const invertSeconds = Object.values(stats.seconds).reduce((a, b) => a + b, 0) - compile;
 
-  // count the edit's denoiser calls (each evaluates the 2N latents of its batch)
+  // count the edit's denoiser calls (each evaluates the latents of its batch: 2N, or 2N − 1 with the source pinned)
   let editEvals = 0;
   const eps = Denoiser.prototype.eps;
   Denoiser.prototype.eps = function (this: Denoiser, ...args: Parameters<Denoiser["eps"]>) {
-    editEvals += 2 * this.prompts;
+    editEvals += this.batch;
     return eps.apply(this, args);
   };
   const stepEnds: number[] = [];

@@ -232,10 +232,10 @@ export class NullTextPipeline {
     );
   }
 
-  private denoiser(prompts: number, control: boolean): Promise<Denoiser> {
+  private denoiser(prompts: number, control: boolean, sourcePinned = false): Promise<Denoiser> {
     const [, h, w] = this.latentShape;
-    return this.cached(`denoiser_${prompts}_${control}_${h}`, () =>
-      Denoiser.create(this.model, prompts, [h, w], { ...this.options, attentionControl: control }),
+    return this.cached(`denoiser_${prompts}_${control}_${sourcePinned ? "pinned_" : ""}${h}`, () =>
+      Denoiser.create(this.model, prompts, [h, w], { ...this.options, attentionControl: control, sourcePinned }),
     );
   }
 
@@ -388,7 +388,18 @@ export class NullTextPipeline {
   /** The reconstructed latent z_0 (scaled), before decoding. */
   async reconstructLatent(inv: Inversion, o: SampleCallOptions = {}): Promise<Float32Array> {
     this.checkInversion(inv);
-    const { nulls, source, afterStep, startStep, start, sampler } = await this.conditioning(inv);
+    const { nulls, source, afterStep, sourcePinned, startStep, start, sampler } = await this.conditioning(inv);
+    if (sourcePinned && afterStep && !sampler) {
+      // the latent is set to the stored trajectory after every step, whatever the UNet would say
+      const onStep = abortable(o);
+      let z = start ?? inv.zT;
+      const steps = inv.settings.steps;
+      for (let i = startStep ?? 0; i < steps; i++) {
+        z = afterStep(i, z);
+        onStep(i + 1, steps);
+      }
+      return z;
+    }
     const [cond] = await this.encodePrompts([inv.prompt]);
     const latents = await sample({
       denoiser: await this.denoiser(1, false),
@@ -420,7 +431,7 @@ export class NullTextPipeline {
     for (const e of edits) this.tokenize(e.prompt);
     const nullSteps = o.nullSteps ?? EDIT_NULL_STEPS;
     if (!(nullSteps >= 0 && nullSteps <= 1)) throw new Error(`nullSteps ${nullSteps}: expected a fraction in [0, 1]`);
-    const { nulls, source, empty, afterStep, startStep, start, sampler } = await this.conditioning(inv);
+    const { nulls, source, empty, afterStep, sourcePinned, startStep, start, sampler } = await this.conditioning(inv);
     const prompts = [inv.prompt, ...edits.map((e) => e.prompt)];
     const embeddings = await this.encodePrompts(prompts);
     const steps = inv.settings.steps;
@@ -430,7 +441,7 @@ export class NullTextPipeline {
     const editNulls = perStep.map((e, i) => (i < keep ? e : empty));
     const edit = buildAttentionEdit(inv.prompt, edits, steps, this.model.tokenizer, o);
     const latents = await sample({
-      denoiser: await this.denoiser(prompts.length, true),
+      denoiser: await this.denoiser(prompts.length, true, sourcePinned === true),
       schedule: this.schedule(steps),
       zT: start ?? inv.zT,
       startStep,

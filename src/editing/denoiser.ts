@@ -1,7 +1,11 @@
 /**
  * The compiled UNet for sampling a batch of N prompts with classifier-free guidance: one run
  * evaluates the 2N conditions [∅ ×N, prompts] and returns ε_∅ + w·(ε_c − ε_∅) for each prompt
- * (schedulers/guidance.ts). With attention control, a Prompt-to-Prompt controller
+ * (schedulers/guidance.ts). When the sampler pins the source (the first prompt) to a stored
+ * trajectory after every step whatever its ε (Direct Inversion, inversion/methods/direct.ts), the
+ * source's ∅ row is left out: 2N − 1 conditions [∅ ×(N − 1) for the edits, prompts], the source's ε
+ * returned unguided (nothing reads it; its conditional row stays, for the attention the edits take).
+ * With attention control, a Prompt-to-Prompt controller
  * (prompt_to_prompt/controller.ts) gives the UNet its attention hook, adds its inputs to the graph
  * and its outputs (the maps local blending reads) to the results; the denoiser only passes them on.
  */
@@ -22,12 +26,16 @@ import { type Feeds, PromptToPromptController } from "./prompt_to_prompt/control
 export interface DenoiserOptions extends SessionOptions {
   /** Compile the Prompt-to-Prompt controller (N ≥ 2: the first prompt is the source). */
   attentionControl?: boolean;
+  /** The source's ε is never used (its latent is pinned after each step): leave out its ∅ row. */
+  sourcePinned?: boolean;
 }
 
 export class Denoiser {
   private constructor(
     private readonly session: Session,
     readonly prompts: number,
+    /** Unconditional rows of the batch: N, or N − 1 with the source pinned; the batch is this + N. */
+    readonly unconditional: number,
     readonly latentShape: [number, number, number],
     readonly contextShape: [number, number],
     readonly flops: number,
@@ -48,29 +56,47 @@ export class Denoiser {
     const [h, w] = latentHW;
     const L = textEncoder.config.max_position_embeddings;
     const D = unet.crossAttentionDim;
+    const U = o.sourcePinned ? N - 1 : N;
     const latents = G.input("latents", [N, C, h, w]);
-    const timestep = G.input("timestep", [2 * N]);
-    const context = G.input("context", [2 * N, L, D]);
+    const timestep = G.input("timestep", [U + N]);
+    const context = G.input("context", [U + N, L, D]);
     const guidance = G.input("guidance", []);
-    const controller = o.attentionControl ? new PromptToPromptController(unet.config, N, [h, w], L) : undefined;
+    const controller = o.attentionControl ? new PromptToPromptController(unet.config, N, [h, w], L, U) : undefined;
     const inputs = [latents, timestep, context, guidance, ...(controller?.inputs ?? [])];
-    const eps = unet.forward(G.concat([latents, latents], 0), timestep, context, { attentionHook: controller?.hook });
-    const [epsUncond, epsCond] = G.split(eps, [N, N], 0) as [Tensor, Tensor];
-    const outputs: Record<string, Tensor> = {
-      eps: guidedNoiseGraph(epsUncond, epsCond, guidance),
-      ...controller?.outputs(),
-    };
-    const compiled = G.compile(outputs, { name: `denoiser_${N}`, inputs, ...unetCompileOptions(o) });
+    // [∅ rows of the last U prompts, the N prompts]
+    const batch = U === N ? [latents, latents] : U > 0 ? [G.slice(latents, [1], [N], [0]), latents] : [latents];
+    const eps = unet.forward(G.concat(batch, 0), timestep, context, { attentionHook: controller?.hook });
+    let guided: Tensor;
+    if (U === N) {
+      const [epsUncond, epsCond] = G.split(eps, [N, N], 0) as [Tensor, Tensor];
+      guided = guidedNoiseGraph(epsUncond, epsCond, guidance);
+    } else if (U > 0) {
+      const [epsUncond, epsSource, epsEdits] = G.split(eps, [U, 1, U], 0) as [Tensor, Tensor, Tensor];
+      guided = G.concat([epsSource, guidedNoiseGraph(epsUncond, epsEdits, guidance)], 0);
+    } else {
+      guided = eps;
+    }
+    const outputs: Record<string, Tensor> = { eps: guided, ...controller?.outputs() };
+    const compiled = G.compile(outputs, {
+      name: `denoiser_${N}${U < N ? "_pinned" : ""}`,
+      inputs,
+      ...unetCompileOptions(o),
+    });
     // Without ORT's memory pattern (one planned block for every intermediate) unless asked for: at
     // batch 4 and 64×64 latents the planned block held 1.45 GB more at the peak (bench:edit).
     const session = await Session.create(compiled, { ...o, memoryPattern: o.memoryPattern ?? false });
     const extra = Object.keys(outputs).filter((k) => k !== "eps");
-    return new Denoiser(session, N, [C, h, w], [L, D], compiled.flops, controller, extra);
+    return new Denoiser(session, N, U, [C, h, w], [L, D], compiled.flops, controller, extra);
+  }
+
+  /** Latents one run evaluates: 2N, or 2N − 1 with the source pinned. */
+  get batch(): number {
+    return this.unconditional + this.prompts;
   }
 
   /**
-   * Guided ε for N latents at `timestep`. `context` is [2N, L, D]: the N null embeddings, then the
-   * N prompt embeddings. `controlFeeds` are the controller's inputs for this step; `outputs` holds
+   * Guided ε for N latents at `timestep`. `context` is [U + N, L, D]: the null embeddings of the last
+   * U prompts (all N, or the edits' with the source pinned), then the N prompt embeddings. `controlFeeds` are the controller's inputs for this step; `outputs` holds
    * the controller's outputs.
    */
   async eps(
@@ -83,7 +109,7 @@ export class Denoiser {
     const scalar = (v: number): HostTensor => ({ data: Float32Array.of(v), shape: [], dtype: "float32" });
     const out = await this.session.run({
       latents,
-      timestep: new Float32Array(2 * this.prompts).fill(timestep),
+      timestep: new Float32Array(this.batch).fill(timestep),
       context,
       guidance: scalar(guidance),
       ...controlFeeds,

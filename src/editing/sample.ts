@@ -98,9 +98,11 @@ export async function sample(o: SampleOptions): Promise<Float32Array> {
   for (let n = 0; n < N; n++)
     latents.set(o.zT.length === size ? o.zT : o.zT.subarray(n * size, (n + 1) * size), n * size);
   const embedding = (o.promptEmbeddings[0] as Float32Array).length;
-  const context = new Float32Array(2 * N * embedding);
+  // [∅ of the last U prompts (all N, or the edits' when the denoiser pins the source), the N prompts]
+  const U = denoiser.unconditional;
+  const context = new Float32Array((U + N) * embedding);
   o.promptEmbeddings.forEach((e, n) => {
-    context.set(e, (N + n) * embedding);
+    context.set(e, (U + n) * embedding);
   });
   if (o.edit && !denoiser.controller)
     throw new Error("sample: an attention edit needs a denoiser created with attentionControl");
@@ -112,8 +114,8 @@ export async function sample(o: SampleOptions): Promise<Float32Array> {
     const t = schedule.timesteps[i] as number;
     const sourceNull = atStep(o.nullEmbeddings, i);
     const editNull = atStep(o.editNullEmbeddings ?? o.nullEmbeddings, i);
-    for (let n = 0; n < N; n++) context.set(n === 0 ? sourceNull : editNull, n * embedding);
-    if (o.sourceEmbeddings) context.set(o.sourceEmbeddings[i] as Float32Array, N * embedding);
+    for (let n = N - U; n < N; n++) context.set(n === 0 ? sourceNull : editNull, (n - N + U) * embedding);
+    if (o.sourceEmbeddings) context.set(o.sourceEmbeddings[i] as Float32Array, U * embedding);
     let outputs: Record<string, Float32Array> = {};
     const guidedEps = async (x: Float32Array): Promise<Float32Array> => {
       const result = await denoiser.eps(x, t, context, o.guidance, control?.feeds(i));

@@ -102,6 +102,12 @@ export interface SamplerConditioning {
    */
   afterStep?: (step: number, latents: Float32Array) => Float32Array;
   /**
+   * afterStep sets the source latent (the first) to a stored trajectory whatever the step gave it, so
+   * the source's guided ε is never used: the sampler leaves out the source's ∅ row (2N − 1 latents per
+   * UNet run instead of 2N), and a reconstruction needs no UNet evaluation at all.
+   */
+  sourcePinned?: boolean;
+  /**
    * Sampling starts at this step index (default 0) from `start` (default the inversion's z_T), the
    * latent at timesteps[startStep]: e.g. SDEdit's noised image latent at its strength.
    */

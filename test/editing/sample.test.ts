@@ -10,15 +10,19 @@ import { DDIM_CONFIG_DEFAULTS, ddimSchedule } from "../../src/schedulers/ddim.js
 const L = 2; // tokens × width of the toy embeddings: each is filled with one tag value
 const constant = (tag: number) => new Float32Array(L).fill(tag);
 
-/** Records, per call, the first value of each of the 2N context rows ([∅ ×N, prompts]). */
-function recordingDenoiser(prompts: number): { denoiser: Denoiser; calls: number[][] } {
+/**
+ * Records, per call, the first value of each of the U + N context rows ([∅ ×U, prompts]; U = N, or
+ * N − 1 for a denoiser that leaves out the pinned source's ∅ row).
+ */
+function recordingDenoiser(prompts: number, unconditional = prompts): { denoiser: Denoiser; calls: number[][] } {
   const calls: number[][] = [];
   const denoiser = {
     prompts,
+    unconditional,
     latentShape: [1, 1, 1],
     blendResolution: 0,
     async eps(latents: Float32Array, _t: number, context: Float32Array) {
-      calls.push(Array.from({ length: 2 * prompts }, (_, r) => context[r * L] as number));
+      calls.push(Array.from({ length: unconditional + prompts }, (_, r) => context[r * L] as number));
       return { eps: new Float32Array(latents.length), outputs: {} };
     },
   } as unknown as Denoiser;
@@ -65,6 +69,27 @@ describe("sample", () => {
       [11, 11, 11, 1, 2, 3],
       [12, 0, 0, 1, 2, 3],
       [13, 0, 0, 1, 2, 3],
+    ]);
+  });
+
+  it("gives a denoiser without the pinned source's ∅ row the edits' ∅ rows only", async () => {
+    const { denoiser, calls } = recordingDenoiser(3, 2);
+    const editNulls = [nulls[0], constant(0), constant(0), constant(0)] as Float32Array[];
+    await sample({
+      denoiser,
+      schedule,
+      zT: new Float32Array(1),
+      nullEmbeddings: nulls,
+      editNullEmbeddings: editNulls,
+      promptEmbeddings: [constant(1), constant(2), constant(3)],
+      sourceEmbeddings: [constant(4), constant(5), constant(6), constant(7)],
+      guidance: 7.5,
+    });
+    expect(calls).toEqual([
+      [10, 10, 4, 2, 3],
+      [0, 0, 5, 2, 3],
+      [0, 0, 6, 2, 3],
+      [0, 0, 7, 2, 3],
     ]);
   });
 

@@ -4,15 +4,16 @@
  * the UNet attention hook of the denoiser graph, the graph inputs it reads (the tensors of
  * tensors.ts), how they are fed at each step, and local blending after each step.
  *
- * The batch is the 2N conditions [∅ ×N, source, edits ×E]; the hook rewrites only the edited
- * prompts' conditional rows. With M_t the source's probabilities and M*_t an edit's:
+ * The batch is the U + N conditions [∅ ×U, source, edits ×E], U = N, or U = N − 1 when the source's
+ * ∅ row is left out (a source pinned to its trajectory, see denoiser.ts); the hook rewrites only the
+ * edited prompts' conditional rows. With M_t the source's probabilities and M*_t an edit's:
  *
  *   cross-attention, every layer:
  *     R_e     = ((M_t · M_e) ⊙ a_e + M*_t ⊙ (1 − a_e)) ⊙ q_e       (tensors.ts: swap, refine, re-weight)
  *     M*_t ← α_t,e ⊙ R_e + (1 − α_t,e) ⊙ M*_t                      (Edit(M_t, M*_t, t), α_t,e = [t < τ] per token)
  *   self-attention, layers of at most (latent/2)² queries:
  *     M*_t ← M_t  while the step is in the self-replace window      (the official self_replace_steps)
- *   (the conditional rows only; the unconditional rows ∅ ×N pass unchanged)
+ *   (the conditional rows only; the unconditional rows ∅ ×U pass unchanged)
  *
  * Every other layer is left to the UNet's blocked attention: the hook does not touch it, so its
  * Nq×Nk probabilities are never materialised whole (4·8·4096² floats per 64² self-attention layer
@@ -37,20 +38,24 @@ export class PromptToPromptController {
   private readonly maps: Tensor[] = [];
 
   /**
-   * Creates the graph inputs and the hook for N prompts (the source first) at latentHW; call while
-   * the denoiser's graph is being built, before the UNet's forward.
+   * Creates the graph inputs and the hook for N prompts (the source first) at latentHW, the batch
+   * having `unconditional` rows (N, or N − 1 without the source's) before the N conditional ones;
+   * call while the denoiser's graph is being built, before the UNet's forward.
    */
   constructor(
     unetConfig: UNet2DConditionConfig,
     readonly prompts: number,
     latentHW: readonly [number, number],
     tokens: number,
+    readonly unconditional: number = prompts,
   ) {
     if (tokens !== MAX_TOKENS)
       throw new Error(`Prompt-to-Prompt needs ${MAX_TOKENS}-token prompts, the text encoder has ${tokens}`);
     const N = prompts;
     if (N < 2) throw new Error("attention control needs the source prompt and at least one edit");
     const E = N - 1;
+    const U = unconditional;
+    if (U !== N && U !== N - 1) throw new Error(`attention control: ${U} unconditional rows for ${N} prompts`);
     const L = tokens;
     const [h] = latentHW;
     this.blendResolution = chooseBlendResolution(unetConfig, h);
@@ -58,9 +63,9 @@ export class PromptToPromptController {
     const refine = G.input("p2p_refine_alphas", [E, 1, 1, L]); // a_e
     const equalizer = G.input("p2p_equalizer", [E, 1, 1, L]); // q_e
     const crossAlpha = G.input("p2p_cross_alpha", [E, 1, 1, L]); // α_t,e
-    // The batch rows self-attention takes its probabilities from: the source's row N for every edit
+    // The batch rows self-attention takes its probabilities from: the source's row U for every edit
     // inside the self-replace window, each row its own outside.
-    const selfRows = G.input("p2p_self_rows", [2 * N], "int32");
+    const selfRows = G.input("p2p_self_rows", [U + N], "int32");
     this.inputs = [mapper, refine, equalizer, crossAlpha, selfRows];
     const maps = this.maps;
     const blendResolution = this.blendResolution;
@@ -68,21 +73,21 @@ export class PromptToPromptController {
       // Self-attention is injected at resolutions up to half the latent's (32² of SD's 64² latents).
       touches: (site: AttentionSite) => site.kind === "cross" || site.resolution[0] <= h / 2,
       apply: (probs: Tensor, site: AttentionSite) => {
-        // probs [2N, heads, Nq, Nk]: rows N.. are the conditional branch, row N the source prompt.
+        // probs [U + N, heads, Nq, Nk]: rows U.. are the conditional branch, row U the source prompt.
         // M*_t ← M_t inside the self-replace window: a selection of rows, exact and one copy.
         if (site.kind === "self") return G.gather(probs, selfRows, 0);
-        const uncond = G.slice(probs, [0], [N], [0]);
-        const base = G.slice(probs, [N], [N + 1], [0]); // M_t
-        const edited = G.slice(probs, [N + 1], [2 * N], [0]); // M*_t
+        const uncond = U > 0 ? [G.slice(probs, [0], [U], [0])] : [];
+        const base = G.slice(probs, [U], [U + 1], [0]); // M_t
+        const edited = G.slice(probs, [U + 1], [U + N], [0]); // M*_t
         if (site.place !== "mid" && site.resolution[0] === blendResolution)
-          maps.push(G.reduceMean(G.slice(probs, [N], [2 * N], [0]), [1]));
+          maps.push(G.reduceMean(G.slice(probs, [U], [U + N], [0]), [1]));
         // R_e = ((M_t · M_e) ⊙ a_e + M*_t ⊙ (1 − a_e)) ⊙ q_e
         const mapped = G.matmul(base, mapper); // [E, heads, Nq, L]
         const refined = G.add(G.mul(mapped, refine), G.mul(edited, G.sub(1, refine)));
         const replaced = G.mul(refined, equalizer);
         // M*_t ← α_t,e ⊙ R_e + (1 − α_t,e) ⊙ M*_t
         const mixed = G.add(G.mul(replaced, crossAlpha), G.mul(edited, G.sub(1, crossAlpha)));
-        return G.concat([uncond, base, mixed], 0);
+        return G.concat([...uncond, base, mixed], 0);
       },
     };
   }
@@ -107,7 +112,7 @@ export class PromptToPromptController {
     if (edit.edits !== this.prompts - 1)
       throw new Error(`attention edit of ${edit.edits} edited prompts for a ${this.prompts}-prompt denoiser`);
     const blender = edit.blend && new LocalBlender(edit.blend, latentShape, this.blendResolution);
-    return new PromptToPromptRun(edit, this.prompts, blender);
+    return new PromptToPromptRun(edit, this.prompts, this.unconditional, blender);
   }
 }
 
@@ -115,6 +120,7 @@ export class PromptToPromptRun {
   constructor(
     private readonly edit: AttentionEdit,
     private readonly prompts: number,
+    private readonly unconditional: number,
     private readonly blender: LocalBlender | undefined,
   ) {}
 
@@ -127,16 +133,16 @@ export class PromptToPromptRun {
       p2p_refine_alphas: edit.refineAlphas,
       p2p_equalizer: edit.equalizer,
       p2p_cross_alpha: edit.crossAlpha.subarray(step * EL, (step + 1) * EL),
-      p2p_self_rows: { data: this.selfRows(step), shape: [2 * this.prompts], dtype: "int32" },
+      p2p_self_rows: { data: this.selfRows(step), shape: [this.unconditional + this.prompts], dtype: "int32" },
     };
   }
 
-  /** [0, 1, .. 2N − 1], with the edits' rows N + 1.. replaced by the source's row N inside the self-replace window. */
+  /** [0, 1, .. U + N − 1], with the edits' rows U + 1.. replaced by the source's row U inside the self-replace window. */
   private selfRows(step: number): Int32Array {
-    const N = this.prompts;
+    const U = this.unconditional;
     const [from, to] = this.edit.selfReplace;
     const inside = step >= from && step < to;
-    return Int32Array.from({ length: 2 * N }, (_, row) => (inside && row > N ? N : row));
+    return Int32Array.from({ length: U + this.prompts }, (_, row) => (inside && row > U ? U : row));
   }
 
   /** Local blending of the latents after `step`, from the step's outputs; the latents unchanged without it. */

@@ -56,6 +56,8 @@ export const direct: InversionMethodModule<DirectSettings> = {
   conditioning: (tensors, settings, { empty }) => ({
     nulls: empty,
     afterStep: pullBack(tensors.pivots as StoredTensor, settings.steps, settings.correctEdits),
+    // the source's own step only matters to the edits it corrects ("add target")
+    sourcePinned: !settings.correctEdits,
   }),
 };
 
