@@ -2,7 +2,8 @@
  * bench:unet-profile — where one forward + VJP of the SD 1.5 UNet spends its time, per ONNX op type,
  * from ORT's own profiler (the last of 4 runs), with the weights shared (fed as graph inputs) or
  * per session (initializers). Random weights from scripts/make-random-sd15.ts.
- * Usage: npm run bench:unet-profile [-- --latent 32] [-- --weights shared|per-session] [-- --json]
+ * Usage: npm run bench:unet-profile [-- --latent 32] [-- --weights shared|per-session] [-- --forward] [-- --json]
+ * (--forward: the forward alone, as sampling and the DDIM inversion run it)
  */
 import fs from "node:fs";
 import os from "node:os";
@@ -16,9 +17,10 @@ import { randomSD15, unetGraph } from "./sd15.js";
 const latent = Number(argValue("--latent") ?? 32);
 const weights = argValue("--weights") ?? "shared";
 if (weights !== "shared" && weights !== "per-session") throw new Error(`--weights ${weights}: shared or per-session`);
+const forwardOnly = process.argv.includes("--forward");
 
 const model = await loadStableDiffusion(randomSD15());
-const compiled = G.compile(unetGraph(model.unet, latent, true), {
+const compiled = G.compile(unetGraph(model.unet, latent, !forwardOnly), {
   name: "unet_profile",
   frozenWeights: weights === "shared" ? "inputs" : "initializers",
 });
@@ -41,8 +43,8 @@ const feeds: Record<string, ort.Tensor> = {
   sample: new ort.Tensor("float32", randomArray(n, 1), [1, 4, latent, latent]),
   timestep: new ort.Tensor("float32", Float32Array.of(500), [1]),
   context: new ort.Tensor("float32", randomArray(77 * 768, 2), [1, 77, 768]),
-  cotangent: new ort.Tensor("float32", randomArray(n, 3), [1, 4, latent, latent]),
 };
+if (!forwardOnly) feeds.cotangent = new ort.Tensor("float32", randomArray(n, 3), [1, 4, latent, latent]);
 for (const w of compiled.weightInputs) {
   feeds[w.name] = new ort.Tensor("float32", w.data as Float32Array, [...w.shape]);
 }
@@ -51,6 +53,7 @@ session.endProfiling();
 const file = fs.readdirSync(dir).find((f) => f.endsWith(".json")) as string;
 type Event = { ts: number; dur: number; cat: string; name: string; args?: { op_name?: string } };
 const events = JSON.parse(fs.readFileSync(path.join(dir, file), "utf8")) as Event[];
+if (process.env.NULLTEXT_PROFILE_KEEP) fs.copyFileSync(path.join(dir, file), process.env.NULLTEXT_PROFILE_KEEP);
 fs.rmSync(dir, { recursive: true, force: true });
 const runs = events.filter((e) => e.name === "model_run");
 const last = runs[runs.length - 1] as Event;
@@ -66,10 +69,10 @@ for (const e of events) {
 }
 const rows = [...byOp].sort((a, b) => b[1].seconds - a[1].seconds);
 if (wantsJson()) {
-  console.log(JSON.stringify({ latent, weights, run_seconds: last.dur / 1e6, ops: Object.fromEntries(rows) }));
+  console.log(JSON.stringify({ latent, weights, forward_only: forwardOnly, run_seconds: last.dur / 1e6, ops: Object.fromEntries(rows) }));
 } else {
   console.log(
-    `bench:unet-profile — SD 1.5 UNet forward + VJP at ${latent}×${latent} latents, weights ${weights}, last of 4 runs: ${(last.dur / 1e6).toFixed(2)} s\n`,
+    `bench:unet-profile — SD 1.5 UNet ${forwardOnly ? "forward" : "forward + VJP"} at ${latent}×${latent} latents, weights ${weights}, last of 4 runs: ${(last.dur / 1e6).toFixed(2)} s\n`,
   );
-  printTable(rows.slice(0, 12).map(([op, v]) => ({ op, nodes: v.nodes, seconds: v.seconds.toFixed(3) })));
+  printTable(rows.slice(0, 16).map(([op, v]) => ({ op, nodes: v.nodes, seconds: v.seconds.toFixed(3) })));
 }
