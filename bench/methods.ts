@@ -5,15 +5,17 @@
  * defaults), then the methods that used no gradient again at 512×512. Per row: inversion seconds
  * (without compiling the graph), UNet evaluations and VJPs of the inversion, edit seconds (without
  * compiling: the first step's time is replaced by the median step's) and the edit's UNet
- * evaluations (batch-1 equivalents: each denoiser call evaluates 2N latents), the row's wall time
+ * evaluations (batch-1 equivalents: each denoiser call evaluates 2N latents, 2N − 1 when the method
+ * pins the source to its trajectory), the row's wall time
  * from loading the model to the decoded edit (everything a user waits for), and peak RSS. Each row
  * runs in its own process, so its peak RSS is its own. The methods come from the registry, so a
  * newly registered one appears without changes here.
  *
  * Usage: npm run bench:methods [-- --methods a,b] [-- --sizes 256,512] [-- --steps N]
- *        [-- --inner-steps N] [-- --json]
+ *        [-- --inner-steps N] [-- --unet-weights auto|shared|per-session] [-- --json]
  * --steps sets every method's DDIM steps (default: each method's own, 50); --inner-steps sets the
- * optimising methods' inner iterations (innerSteps, default 10). Without --sizes, 512 runs only the
+ * optimising methods' inner iterations (innerSteps, default 10); --unet-weights the pipeline's
+ * unetWeights (default auto). Without --sizes, 512 runs only the
  * methods whose 256 row needed no VJP.
  */
 import { spawnSync } from "node:child_process";
@@ -50,7 +52,13 @@ function positiveInteger(name: string): number | undefined {
 
 async function runRow(method: string, size: number): Promise<RowResult> {
   const start = performance.now();
-  const pipe = await NullTextPipeline.load(randomSD15(), { resolution: size });
+  const weights = argValue("--unet-weights");
+  if (weights !== undefined && !["auto", "shared", "per-session"].includes(weights))
+    throw new Error(`--unet-weights ${weights}: expected auto, shared or per-session`);
+  const pipe = await NullTextPipeline.load(randomSD15(), {
+    resolution: size,
+    unetWeights: weights as "auto" | "shared" | "per-session" | undefined,
+  });
   const image = { width: size, height: size, data: new Uint8Array(size * size * 3) };
   for (let y = 0; y < size; y++)
     for (let x = 0; x < size; x++)
@@ -118,7 +126,7 @@ async function runRow(method: string, size: number): Promise<RowResult> {
 
 function runChild(method: string, size: number): RowResult {
   const args = [...process.execArgv, import.meta.filename, "--row", method, "--size", String(size)];
-  for (const flag of ["--steps", "--inner-steps"]) {
+  for (const flag of ["--steps", "--inner-steps", "--unet-weights"]) {
     const v = argValue(flag);
     if (v !== undefined) args.push(flag, v);
   }
