@@ -6,6 +6,7 @@
 import { attentionCore } from "./ops/attention.js";
 import { add, div, erf, mul, sigmoid, sqrt, sub, tanh } from "./ops/elementwise.js";
 import { matmul } from "./ops/linalg.js";
+import { multiHeadAttention } from "./ops/mha.js";
 import { groupNormCore, layerNormCore } from "./ops/norm.js";
 import { reduceMean, softmax } from "./ops/reduce.js";
 import { reshape, transpose } from "./ops/shape.js";
@@ -94,6 +95,12 @@ export interface AttentionOptions {
    * scores fit in 64 MB.
    */
   blockRows?: number;
+  /**
+   * "fused": ORT's com.microsoft MultiHeadAttention kernel (ops/mha.ts), float32 only, with neither
+   * a mask nor a probsHook. "graph": heads split and merged around MatMul/Softmax, or AttentionCore
+   * when recomputing. Default: fused where it applies, graph otherwise.
+   */
+  kernel?: "fused" | "graph";
 }
 
 /** Scores this large or larger are recomputed in the backward, in blocks no larger. */
@@ -116,14 +123,23 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions):
   const nk = k.shape[1] as number;
   const d = c / o.heads;
   if (!Number.isInteger(d)) throw new Error(`attention: ${c} channels do not split into ${o.heads} heads`);
-  const heads = (x: Tensor, n: number) => transpose(reshape(x, [b, n, o.heads, d]), [0, 2, 1, 3]);
   const scale = o.scale ?? 1 / Math.sqrt(d);
+  const big = b * o.heads * nq * nk * 4 >= ATTENTION_BLOCK_BYTES;
+  const recompute = !o.probsHook && (o.recompute === true || (o.recompute !== false && big));
+  const rows = recompute ? (o.blockRows ?? blockRows(b * o.heads, nq, nk)) : undefined;
+  const fusable = !o.probsHook && !o.mask && q.dtype === "float32";
+  if (o.kernel === "fused" && !fusable) {
+    throw new Error(
+      `attention: kernel "fused" needs float32 and neither a mask nor a probsHook (got ${q.dtype}${o.mask ? ", a mask" : ""}${o.probsHook ? ", a probsHook" : ""})`,
+    );
+  }
+  if (o.kernel !== "graph" && fusable) return multiHeadAttention(q, k, v, o.heads, scale, rows);
+  const heads = (x: Tensor, n: number) => transpose(reshape(x, [b, n, o.heads, d]), [0, 2, 1, 3]);
   const kt = transpose(reshape(k, [b, nk, o.heads, d]), [0, 2, 3, 1]);
   const vh = heads(v, nk);
-  const big = b * o.heads * nq * nk * 4 >= ATTENTION_BLOCK_BYTES;
   let out: Tensor; // [B, H, Nq, d]
-  if (!o.probsHook && (o.recompute === true || (o.recompute !== false && big))) {
-    out = attentionCore(heads(q, nq), kt, vh, scale, o.mask, o.blockRows ?? blockRows(b * o.heads, nq, nk));
+  if (recompute) {
+    out = attentionCore(heads(q, nq), kt, vh, scale, o.mask, rows);
   } else {
     // The scale is applied to q (Nq·d values) rather than to the scores (Nq·Nk values).
     let scores = matmul(mul(heads(q, nq), scale), kt); // [B, H, Nq, Nk]

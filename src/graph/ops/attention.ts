@@ -82,16 +82,8 @@ export const AttentionCore: OpDef<AttentionAttrs> = {
   },
   grad: (t, g, needs) => {
     const [q, kt, v, mask] = t.inputs as [Tensor, Tensor, Tensor, Tensor | undefined];
-    const dm = dims(q, kt, v, t.attrs.rows, "AttentionCore");
-    const packed = apply(AttentionCoreGrad, [q, kt, v, g, t, ...(mask ? [mask] : [])], t.attrs);
-    const n = numel(dm.batch);
-    const [dq, dkt, dv] = split(packed, [q.size, n * dm.d * dm.nk, n * dm.nk * dm.dv], 0) as [Tensor, Tensor, Tensor];
-    return [
-      needs[0] ? reshape(dq, q.shape) : null,
-      needs[1] ? unbroadcast(reshape(dkt, [...dm.batch, dm.d, dm.nk]), kt.shape) : null,
-      needs[2] ? unbroadcast(reshape(dv, [...dm.batch, dm.nk, dm.dv]), v.shape) : null,
-      ...(mask ? [null] : []),
-    ];
+    const [dq, dkt, dv] = attentionCoreGrad(q, kt, v, g, t, t.attrs, mask);
+    return [needs[0] ? dq : null, needs[1] ? dkt : null, needs[2] ? dv : null, ...(mask ? [null] : [])];
   },
   flops: (t) => {
     const [q, kt, v] = t.inputs as [Tensor, Tensor, Tensor];
@@ -162,6 +154,31 @@ const AttentionCoreGrad: OpDef<AttentionAttrs> = {
     return numel(batch) * (nq * d + 2 * nq * nk * d + 5 * nq * nk + 4 * nq * nk * dv + 2 * nq * nk + 4 * nq * nk * d);
   },
 };
+
+/**
+ * The gradients [dq, dkᵀ, dv] of attention O = softmax(scale·q·kᵀ + mask)·v given dO and O itself,
+ * by AttentionCoreGrad: the probabilities recomputed in blocks of `rows` query rows inside an ONNX
+ * Loop. Also the backward of the fused MultiHeadAttention op (mha.ts), whose forward keeps nothing.
+ */
+export function attentionCoreGrad(
+  q: Tensor,
+  kt: Tensor,
+  v: Tensor,
+  dO: Tensor,
+  o: Tensor,
+  attrs: AttentionAttrs,
+  mask?: Tensor,
+): [Tensor, Tensor, Tensor] {
+  const dm = dims(q, kt, v, attrs.rows, "AttentionCoreGrad");
+  const packed = apply(AttentionCoreGrad, [q, kt, v, dO, o, ...(mask ? [mask] : [])], attrs);
+  const n = numel(dm.batch);
+  const [dq, dkt, dv] = split(packed, [q.size, n * dm.d * dm.nk, n * dm.nk * dm.dv], 0) as [Tensor, Tensor, Tensor];
+  return [
+    reshape(dq, q.shape),
+    unbroadcast(reshape(dkt, [...dm.batch, dm.d, dm.nk]), kt.shape),
+    unbroadcast(reshape(dv, [...dm.batch, dm.nk, dm.dv]), v.shape),
+  ];
+}
 
 /**
  * Attention over q [.., Nq, d], kᵀ [.., d, Nk], v [.., Nk, dv] with its probabilities never kept;
