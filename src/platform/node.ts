@@ -249,5 +249,6 @@ export const nodePlatform: Platform = {
     process.stderr.write(`${message}\n`);
   },
   defaultThreads: () => os.availableParallelism(),
+  availableMemory: () => os.freemem(),
   ort,
 };

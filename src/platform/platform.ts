@@ -164,6 +164,8 @@ export interface Platform {
   warn(message: string): void;
   /** Threads ONNX Runtime may use by default (every CPU the process may use). */
   defaultThreads(): number;
+  /** Bytes of memory new allocations may take without swapping (Linux: MemAvailable), or undefined where unknown. */
+  availableMemory(): number | undefined;
 
   /** The ONNX Runtime binding, loaded on first use. */
   ort(): OrtBinding;

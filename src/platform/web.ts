@@ -191,6 +191,8 @@ export function createWebPlatform(options: WebPlatformOptions): Platform {
       options.threads ??
       (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ??
       1,
+    // a page cannot see the machine's free memory (navigator.deviceMemory is a rounded total)
+    availableMemory: () => undefined,
     ort,
   };
 }

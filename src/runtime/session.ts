@@ -52,8 +52,9 @@ export interface SessionOptions {
    * "auto" (default): per-session for the inversion's gradient graph, whose hundreds of runs pay for
    * it (SD 1.5 forward + VJP at 64×64, bench:unet 2026-12-03: 11.60 s and 9.53 GB peak against
    * 15.66 s and 8.55 GB shared); for forward graphs shared when the weights exceed 1 GiB (Stable
-   * Diffusion: fwd64 5.10 s per-session, 6.50 s shared, but every denoiser session would hold another
-   * 3.4 GB copy), per-session below.
+   * Diffusion: fwd64 5.10 s per-session, 6.50 s shared, but every session would hold another 3.4 GB
+   * copy), per-session below — except the editing denoiser, which keeps its own when the machine has
+   * room for them (keepsOwnWeights).
    */
   unetWeights?: "auto" | "shared" | "per-session";
 }
@@ -70,6 +71,23 @@ export function unetCompileOptions(options: SessionOptions, use: "forward" | "gr
     throw new Error(`unetWeights must be "auto", "shared" or "per-session", got ${JSON.stringify(weights)}`);
   }
   return { frozenWeights: modes[weights], ...options.compile };
+}
+
+/** Room asked for above twice the weights (the session's prepacked copy and its build) to keep them per session. */
+const KEEP_WEIGHTS_MARGIN = 2 * 2 ** 30;
+
+/**
+ * Whether a sampling graph compiled with shared weights (unetWeights "auto" on a big model) should be
+ * compiled again with its own: prepacked into ORT's blocked convolution layout, the editing
+ * denoiser's step at 64×64 latents takes about 30% less time (bench:methods, direct at 512²: 105 s
+ * against 149 s for 5 edit steps) for one more copy of the weights (peak 12.95 against 9.93 GB), so it
+ * does when the platform reports room for twice the weights and a margin.
+ */
+export function keepsOwnWeights(options: SessionOptions, shared: CompiledGraph): boolean {
+  if ((options.unetWeights ?? "auto") !== "auto") return false;
+  const bytes = shared.weightInputs.reduce((n, w) => n + w.data.byteLength, 0);
+  const free = getPlatform().availableMemory();
+  return bytes > 0 && free !== undefined && free >= 2 * bytes + KEEP_WEIGHTS_MARGIN;
 }
 
 export function availableExecutionProviders(): string[] {
