@@ -7,7 +7,8 @@
  * compiling: the first step's time is replaced by the median step's) and the edit's UNet
  * evaluations (batch-1 equivalents: each denoiser call evaluates 2N latents, 2N − 1 when the method
  * pins the source to its trajectory), the row's wall time
- * from loading the model to the decoded edit (everything a user waits for), and peak RSS. Each row
+ * from loading the model to the decoded edit (everything a user waits for), the median DDIM-inversion
+ * step and edit step (seconds per step, to scale from), and peak RSS. Each row
  * runs in its own process, so its peak RSS is its own. The methods come from the registry, so a
  * newly registered one appears without changes here.
  *
@@ -35,7 +36,11 @@ interface RowResult {
   invert_seconds: number;
   invert_unet_evals: number;
   invert_vjps: number;
+  /** Median DDIM-inversion step (one batch-1 UNet forward), null without a trajectory. */
+  ddim_step_seconds: number | null;
   edit_seconds: number;
+  /** Median edit step (one denoiser call, two for EDICT). */
+  edit_step_seconds: number;
   edit_unet_evals: number;
   compile_seconds: number;
   total_seconds: number;
@@ -76,13 +81,17 @@ async function runRow(method: string, size: number): Promise<RowResult> {
   const log = (line: string) => {
     if (!wantsJson()) process.stderr.write(`${method} ${size}: ${line}\n`);
   };
+  // the DDIM trajectory's steps, each one batch-1 UNet evaluation (the first also encodes the image)
+  const ddimEnds: number[] = [];
   const { inversion, stats } = await pipe.invert(image, SOURCE, {
     method,
     ...overrides,
     onProgress: (p) => {
+      if (p.phase === "ddim") ddimEnds.push(performance.now());
       if (p.phase !== "encode") log(`${p.phase} ${p.step}/${p.total}`);
     },
   });
+  const ddimSteps = ddimEnds.slice(1).map((t, i) => (t - (ddimEnds[i] as number)) / 1000);
   const compile = stats.seconds.compile ?? 0;
   const invertSeconds = Object.values(stats.seconds).reduce((a, b) => a + b, 0) - compile;
 
@@ -114,7 +123,9 @@ async function runRow(method: string, size: number): Promise<RowResult> {
     invert_seconds: invertSeconds,
     invert_unet_evals: stats.unetEvals,
     invert_vjps: stats.vjps,
+    ddim_step_seconds: ddimSteps.length ? median(ddimSteps) : null,
     edit_seconds: editSeconds,
+    edit_step_seconds: typical,
     edit_unet_evals: editEvals,
     compile_seconds: compile + (durations[0] ?? 0) - typical,
     total_seconds: (performance.now() - start) / 1000,
@@ -176,7 +187,9 @@ if (single) {
           "× nti": nti ? `${(r.invert_seconds / nti.invert_seconds).toFixed(3)}` : "",
           "UNet evals": r.invert_unet_evals,
           VJPs: r.invert_vjps,
+          "s/DDIM step": r.ddim_step_seconds === null ? "" : r.ddim_step_seconds.toFixed(2),
           "edit s": r.edit_seconds.toFixed(1),
+          "s/edit step": r.edit_step_seconds.toFixed(2),
           "edit evals": r.edit_unet_evals,
           "compile s": r.compile_seconds.toFixed(1),
           "total s": r.total_seconds.toFixed(1),
