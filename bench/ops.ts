@@ -43,7 +43,10 @@ function rawModel(row: Row, weight: Float32Array | undefined, outShape: number[]
     initializers.push({ name: "scale", dims: [], dataType: 1, rawData: new Uint8Array(Float32Array.of(scale).buffer) });
   const chunks = encodeModel({
     irVersion: 10,
-    opsets: [{ domain: "", version: 18 }],
+    opsets: [
+      { domain: "", version: 18 },
+      { domain: "com.microsoft", version: 1 },
+    ],
     producer: "bench",
     graph: {
       name: row.name,
@@ -185,6 +188,85 @@ rows.push(
 function blockedAttention(q: Tensor, k: Tensor, v: Tensor): Tensor {
   return attentionCoreOp(q, G.transpose(k, [0, 2, 1]), v, scale, undefined, 512);
 }
+
+// The same attention on q, k, v [1, 4096, 320] as attention() runs it by default: ORT's com.microsoft
+// MultiHeadAttention (heads split inside the kernel) and a backward that recomputes the probabilities
+// in blocks of 512 rows. Raw: one MultiHeadAttention node; for the gradient, the heads split and merged
+// around the whole, unblocked textbook backward above.
+const tokens = ["q", "k", "v"].map((name) => ({ name, shape: [1, N, H * D] }));
+const toHeads = (x: string): NodeProtoSpec[] => [
+  { name: `${x}r`, opType: "Reshape", inputs: [x, "head_shape"], outputs: [`${x}r`] },
+  {
+    name: `${x}h`,
+    opType: "Transpose",
+    inputs: [`${x}r`],
+    outputs: [`${x}h`],
+    attributes: { perm: ints([0, 2, 1, 3]) },
+  },
+];
+/** The textbook backward on heads [1, H, N, D]: its q, k, v, g read the split ones, its transposes swap the last axes. */
+const headed = (n: NodeProtoSpec): NodeProtoSpec => ({
+  ...n,
+  inputs: n.inputs.map((x) => (["q", "k", "v", "g"].includes(x) ? `${x}h` : x)),
+  attributes: n.opType === "Transpose" ? { perm: ints([0, 1, 3, 2]) } : n.attributes,
+});
+const fromHeads = (x: string, out: string): NodeProtoSpec[] => [
+  { name: `${x}m`, opType: "Transpose", inputs: [x], outputs: [`${x}m`], attributes: { perm: ints([0, 2, 1, 3]) } },
+  { name: out, opType: "Reshape", inputs: [`${x}m`, "token_shape"], outputs: [out] },
+];
+rows.push(
+  {
+    name: "attention, fused (MultiHeadAttention)",
+    inputs: tokens,
+    graph: ([q, k, v]) => G.attention(q!, k!, v!, { heads: H }),
+    raw: [
+      {
+        name: "mha",
+        opType: "MultiHeadAttention",
+        domain: "com.microsoft",
+        inputs: ["q", "k", "v"],
+        outputs: ["out"],
+        attributes: { num_heads: int(H), scale: { type: "float", value: scale } },
+      },
+    ],
+  },
+  {
+    name: "  input gradient (q, k, v)",
+    inputs: [...tokens, { name: "g", shape: [1, N, H * D] }],
+    graph: ([q, k, v, g]) => {
+      const [dq, dk, dv] = G.vjp([G.attention(q!, k!, v!, { heads: H })], [g!], [q!, k!, v!]);
+      return G.concat([dq!, dk!, dv!], 0);
+    },
+    raw: [
+      {
+        name: "hs",
+        opType: "Constant",
+        inputs: [],
+        outputs: ["head_shape"],
+        attributes: { value_ints: ints([1, N, H, D]) },
+      },
+      {
+        name: "ts",
+        opType: "Constant",
+        inputs: [],
+        outputs: ["token_shape"],
+        attributes: { value_ints: ints([1, N, H * D]) },
+      },
+      ...["q", "k", "v", "g"].flatMap((x) => toHeads(x)),
+      ...raws[1].raw.filter((n) => n.opType !== "Concat").map(headed),
+      ...fromHeads("dq", "dq_tokens"),
+      ...fromHeads("dk", "dk_tokens"),
+      ...fromHeads("dv", "dv_tokens"),
+      {
+        name: "cat",
+        opType: "Concat",
+        inputs: ["dq_tokens", "dk_tokens", "dv_tokens"],
+        outputs: ["out"],
+        attributes: { axis: int(0) },
+      },
+    ],
+  },
+);
 
 const sessionOptions: ort.InferenceSession.SessionOptions = {
   executionProviders: ["cpu"],
