@@ -53,8 +53,8 @@ export interface SessionOptions {
    * it (SD 1.5 forward + VJP at 64×64, bench:unet 2026-12-03: 11.60 s and 9.53 GB peak against
    * 15.66 s and 8.55 GB shared); for forward graphs shared when the weights exceed 1 GiB (Stable
    * Diffusion: fwd64 5.10 s per-session, 6.50 s shared, but every session would hold another 3.4 GB
-   * copy), per-session below — except the editing denoiser, which keeps its own when the machine has
-   * room for them (keepsOwnWeights).
+   * copy), per-session below — except the editing denoiser and the inversion's forward step, which
+   * keep their own when the machine has room for them (keepsOwnWeights).
    */
   unetWeights?: "auto" | "shared" | "per-session";
 }
@@ -77,11 +77,12 @@ export function unetCompileOptions(options: SessionOptions, use: "forward" | "gr
 const KEEP_WEIGHTS_MARGIN = 2 * 2 ** 30;
 
 /**
- * Whether a sampling graph compiled with shared weights (unetWeights "auto" on a big model) should be
- * compiled again with its own: prepacked into ORT's blocked convolution layout, the editing
- * denoiser's step at 64×64 latents takes about 30% less time (bench:methods, direct at 512²: 105 s
- * against 149 s for 5 edit steps) for one more copy of the weights (peak 12.95 against 9.93 GB), so it
- * does when the platform reports room for twice the weights and a margin.
+ * Whether a forward graph run at every step of a call (the editing denoiser, the inversion's
+ * forward-only step) compiled with shared weights (unetWeights "auto" on a big model) should be
+ * compiled again with its own: prepacked into ORT's blocked convolution layout, the denoiser's step at
+ * 64×64 latents takes about 30% less time (bench:methods, direct at 512², 5 steps: edit and decode
+ * 105 s against 149 s) for one more copy of the weights per session (peak 12.95 against 9.93 GB with
+ * both sessions' own), so it does when the platform reports room for twice the weights and a margin.
  */
 export function keepsOwnWeights(options: SessionOptions, shared: CompiledGraph): boolean {
   if ((options.unetWeights ?? "auto") !== "auto") return false;
