@@ -98,7 +98,10 @@ export interface AttentionOptions {
   /**
    * "fused": ORT's com.microsoft MultiHeadAttention kernel (ops/mha.ts), float32 only, with neither
    * a mask nor a probsHook. "graph": heads split and merged around MatMul/Softmax, or AttentionCore
-   * when recomputing. Default: fused where it applies, graph otherwise.
+   * when recomputing. Default: fused where the probabilities are recomputed anyway (it replaces
+   * AttentionCore's blocked forward), graph otherwise: a fused forward keeps no probabilities, so a
+   * gradient graph would compute them twice (bench:unet grad32 2.3–2.6 s → 3.0–3.3 s, bench:nti-small
+   * 50 → 57 ms per iteration when every attention was fused).
    */
   kernel?: "fused" | "graph";
 }
@@ -133,7 +136,9 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions):
       `attention: kernel "fused" needs float32 and neither a mask nor a probsHook (got ${q.dtype}${o.mask ? ", a mask" : ""}${o.probsHook ? ", a probsHook" : ""})`,
     );
   }
-  if (o.kernel !== "graph" && fusable) return multiHeadAttention(q, k, v, o.heads, scale, rows);
+  if (o.kernel === "fused" || (o.kernel === undefined && fusable && recompute)) {
+    return multiHeadAttention(q, k, v, o.heads, scale, rows);
+  }
   const heads = (x: Tensor, n: number) => transpose(reshape(x, [b, n, o.heads, d]), [0, 2, 1, 3]);
   const kt = transpose(reshape(k, [b, nk, o.heads, d]), [0, 2, 3, 1]);
   const vh = heads(v, nk);

@@ -243,7 +243,7 @@ describe("fused attention against the graph path and the float64 reference at la
 describe("attention() picks its kernel", () => {
   const q = G.input("q", [1, 4, 8]);
   const k = G.input("k", [1, 6, 8]);
-  it("keeps the graph path for a mask, a probsHook or float64, and refuses to fuse them", () => {
+  it("fuses recomputed float32 attention only, and refuses to fuse a mask, a probsHook or float64", () => {
     const mask = G.constant(new Float32Array(24), [4, 6]);
     const hook = (p: G.Tensor) => p;
     for (const opts of [{ mask }, { probsHook: hook }] as Partial<G.AttentionOptions>[]) {
@@ -252,6 +252,8 @@ describe("attention() picks its kernel", () => {
     }
     const q64 = G.input("q64", [1, 4, 8], "float64");
     expect(G.attention(q64, q64, q64, { heads: 2 }).op?.name).not.toBe("MultiHeadAttention");
-    expect(G.attention(q, k, k, { heads: 2 }).op?.name).toBe("MultiHeadAttention");
+    // Small attention keeps its probabilities for the backward; recomputed ones go through the fused kernel.
+    expect(G.attention(q, k, k, { heads: 2 }).op?.name).not.toBe("MultiHeadAttention");
+    expect(G.attention(q, k, k, { heads: 2, recompute: true }).op?.name).toBe("MultiHeadAttention");
   });
 });
