@@ -17,6 +17,7 @@ import {
   type TensorProtoSpec,
   type ValueInfoSpec,
 } from "./onnx_proto.js";
+import { simplifyOutputs } from "./simplify.js";
 import { dtypeOfArray, type Tensor, type WeightSource } from "./tensor.js";
 
 export const OPSET = 18;
@@ -87,7 +88,8 @@ function bytesOf(data: AnyTypedArray): Uint8Array {
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 
-export function compile(outputs: Record<string, Tensor>, options: CompileOptions = {}): CompiledGraph {
+export function compile(graphOutputs: Record<string, Tensor>, graphOptions: CompileOptions = {}): CompiledGraph {
+  const [outputs, options] = simplifyOutputs(graphOutputs, graphOptions);
   const outputNames = Object.keys(outputs);
   if (outputNames.length === 0) throw new Error("compile: no outputs requested");
   const roots = Object.values(outputs);
@@ -237,7 +239,7 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
       multi: (opType, ins, count, attrs) => {
         const nodeName = part === 0 ? base : `${base}.${part}`;
         part++;
-        const outs = Array.from({ length: count }, () => `${base}.tmp${tmp++}`);
+        const outs = typeof count === "number" ? Array.from({ length: count }, () => `${base}.tmp${tmp++}`) : [...count];
         target.push({ name: nodeName, opType, inputs: [...ins], outputs: outs, attributes: attrs });
         nodeInfo.set(nodeName, `${op.name} in '${t.scope || "(top)"}' → ${t.dtype}[${t.shape.join(", ")}]`);
         return outs;
@@ -257,6 +259,11 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
           });
         }
         return name;
+      },
+      alias: (name) => {
+        // A requested output keeps its name through an Identity.
+        if (outputAlias.has(t.id)) target.push({ name: base, opType: "Identity", inputs: [name], outputs: [output] });
+        else names.set(t.id, name);
       },
       fresh: (hint) => `${base}/${hint}.${tmp++}`,
       isConstant: (i) => {

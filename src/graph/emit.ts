@@ -15,8 +15,21 @@ export interface Emit {
     output?: string,
     domain?: string,
   ): string;
-  /** Adds one node with several outputs (e.g. Loop); returns their fresh temporary names. */
-  multi(opType: string, inputs: readonly string[], outputs: number, attrs?: Record<string, AttributeValue>): string[];
+  /**
+   * Adds one node with several outputs (e.g. Loop): `outputs` fresh temporary names, or the given names;
+   * returns them.
+   */
+  multi(
+    opType: string,
+    inputs: readonly string[],
+    outputs: number | readonly string[],
+    attrs?: Record<string, AttributeValue>,
+  ): string[];
+  /**
+   * Gives the op's result the name of a value another op's node already computes (a second output of
+   * that node, named with `savedName`) instead of adding a node.
+   */
+  alias(name: string): void;
   /**
    * Whether the op's input `i` is known when the session is created (a constant or a frozen weight
    * stored in the model), so ORT folds any node computed from it alone into a new initializer.
@@ -42,6 +55,12 @@ export interface Emit {
   /** A scalar constant of the given dtype, deduplicated across the graph. */
   scalar(value: number, dtype: DType): string;
 }
+
+/**
+ * The name of an op's additional node output `what` (e.g. LayerNormalization's InvStdDev), derived from
+ * the op's own output name, so that an op reading it (through `alias`) finds it from its input's name.
+ */
+export const savedName = (output: string, what: string): string => `${output}::${what}`;
 
 export const attr = {
   int: (value: number): AttributeValue => ({ type: "int", value }),
