@@ -239,7 +239,8 @@ export function compile(graphOutputs: Record<string, Tensor>, graphOptions: Comp
       multi: (opType, ins, count, attrs) => {
         const nodeName = part === 0 ? base : `${base}.${part}`;
         part++;
-        const outs = typeof count === "number" ? Array.from({ length: count }, () => `${base}.tmp${tmp++}`) : [...count];
+        const outs =
+          typeof count === "number" ? Array.from({ length: count }, () => `${base}.tmp${tmp++}`) : [...count];
         target.push({ name: nodeName, opType, inputs: [...ins], outputs: outs, attributes: attrs });
         nodeInfo.set(nodeName, `${op.name} in '${t.scope || "(top)"}' → ${t.dtype}[${t.shape.join(", ")}]`);
         return outs;

@@ -25,7 +25,11 @@ const affine = (y: R.Ref, w: R.Ref, b: R.Ref, channelAxis: number): R.Ref => {
   const perChannel = y.shape.map((d, i) => (i === channelAxis ? d : 1)).slice(channelAxis);
   const wc = { shape: perChannel, data: w.data };
   const bc = { shape: perChannel, data: b.data };
-  return R.map2(R.map2(y, wc, (p, q) => p * q), bc, (p, q) => p + q);
+  return R.map2(
+    R.map2(y, wc, (p, q) => p * q),
+    bc,
+    (p, q) => p + q,
+  );
 };
 
 const cases: OpCase[] = [
@@ -85,5 +89,4 @@ describe("normalisation cores: what they emit", () => {
     const [dx] = G.vjp([G.layerNorm(x, G.input("w", [16]), G.input("b", [16]))], [g], [x]);
     expect(() => G.grad(G.reduceSum(dx!), [x])).toThrow(/SavedOutput: 'inv_std'.*second derivative/);
   });
-
 });

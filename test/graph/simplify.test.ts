@@ -29,7 +29,8 @@ describe("simplify", () => {
     // y[k, i, j] = x[j, i, k]
     const v = values(24);
     const expected: number[] = [];
-    for (let k = 0; k < 4; k++) for (let i = 0; i < 3; i++) for (let j = 0; j < 2; j++) expected.push(v[j * 12 + i * 4 + k]!);
+    for (let k = 0; k < 4; k++)
+      for (let i = 0; i < 3; i++) for (let j = 0; j < 2; j++) expected.push(v[j * 12 + i * 4 + k]!);
     expect(out.y!.shape).toEqual([4, 3, 2]);
     expect(Array.from(out.y!.data as Float32Array)).toEqual(expected);
     expect(Array.from(out.cancel!.data as Float32Array)).toEqual(Array.from(v, (a) => Math.fround(a + 1)));
