@@ -109,6 +109,7 @@ describe("inversion methods", () => {
     const seen: number[][] = [];
     const denoiser = {
       prompts: 2,
+      unconditional: 2,
       latentShape: [1, 1, 1],
       async eps(latents: Float32Array) {
         seen.push(Array.from(latents));

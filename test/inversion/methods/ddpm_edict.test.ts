@@ -128,6 +128,7 @@ describe("ddpm and edict: steps and settings", () => {
   it("the sampling loop calls the method's step instead of DDIM's", async () => {
     const denoiser = {
       prompts: 1,
+      unconditional: 1,
       latentShape: [1, 1, 1],
       async eps(latents: Float32Array) {
         return { eps: new Float32Array(latents.length), outputs: {} };

@@ -85,6 +85,7 @@ describe("sdedit: start step, noise and sampler", () => {
     // a stand-in denoiser: ε = 0.1·x
     const denoiser = {
       prompts: 1,
+      unconditional: 1,
       latentShape: [1, 1, 1],
       async eps(latents: Float32Array, t: number) {
         visited.push(t);
