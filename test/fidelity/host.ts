@@ -269,6 +269,13 @@ export class HostEvaluator {
         const d = x.shape[x.shape.length - 1] as number;
         return { shape, data: this.normalize(x.data, x.data.length / d, a.eps as number) };
       }
+      case "SavedOutput": {
+        // a statistic the normalisation's ONNX node saves for its backward: its grouped x̂, or r = 1/√(var + ε)
+        const norm = t.inputs[0] as Tensor;
+        if (a.name === "grouped") return { shape, data: (ins[0] as HostValue).data };
+        const x = this.values.get((norm.inputs[0] as Tensor).id) as HostValue;
+        return { shape, data: this.invStd(x.data, numel(shape), norm.attrs.eps as number) };
+      }
       case "Softmax":
         return this.softmax(ins[0] as HostValue, a.axis as number);
       case "ReduceSum":
@@ -328,6 +335,22 @@ export class HostEvaluator {
   }
 
   /** Rows of length data.length/rows normalised to zero mean and unit variance (biased), two-pass, as NumPy's mean and var. */
+  /** r = 1/√(var + ε) per row, as `normalize` computes it. */
+  private invStd(data: Float64Array, rows: number, eps: number): Float64Array {
+    const r = this.round;
+    const fl = this.precision === "float32";
+    const n = data.length / rows;
+    const out = new Float64Array(rows);
+    const sq = new Float64Array(n);
+    for (let row = 0; row < rows; row++) {
+      const base = row * n;
+      const mean = r(pairwiseSum(data, base, n, fl) / n);
+      for (let i = 0; i < n; i++) sq[i] = r(r((data[base + i] as number) - mean) ** 2);
+      out[row] = r(1 / r(Math.sqrt(r(r(pairwiseSum(sq, 0, n, fl) / n) + eps))));
+    }
+    return out;
+  }
+
   private normalize(data: Float64Array, rows: number, eps: number): Float64Array {
     const r = this.round;
     const fl = this.precision === "float32";
