@@ -17,7 +17,6 @@ import {
   type TensorProtoSpec,
   type ValueInfoSpec,
 } from "./onnx_proto.js";
-import { simplifyOutputs } from "./simplify.js";
 import { dtypeOfArray, type Tensor, type WeightSource } from "./tensor.js";
 
 export const OPSET = 18;
@@ -88,8 +87,7 @@ function bytesOf(data: AnyTypedArray): Uint8Array {
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 
-export function compile(graphOutputs: Record<string, Tensor>, graphOptions: CompileOptions = {}): CompiledGraph {
-  const [outputs, options] = simplifyOutputs(graphOutputs, graphOptions);
+export function compile(outputs: Record<string, Tensor>, options: CompileOptions = {}): CompiledGraph {
   const outputNames = Object.keys(outputs);
   if (outputNames.length === 0) throw new Error("compile: no outputs requested");
   const roots = Object.values(outputs);
