@@ -16,7 +16,6 @@ import type { StableDiffusion } from "../models/loader.js";
 import {
   float32Output,
   type HostTensor,
-  keepsOwnWeights,
   Session,
   type SessionOptions,
   unetCompileOptions,
@@ -78,11 +77,12 @@ export class Denoiser {
       guided = eps;
     }
     const outputs: Record<string, Tensor> = { eps: guided, ...controller?.outputs() };
-    const name = `denoiser_${N}${U < N ? "_pinned" : ""}`;
-    let compiled = G.compile(outputs, { name, inputs, ...unetCompileOptions(o) });
-    // sampling runs this graph S times per call: with room for it, its own prepacked weights pay
-    if (keepsOwnWeights(o, compiled))
-      compiled = G.compile(outputs, { name, inputs, ...unetCompileOptions(o), frozenWeights: "initializers" });
+    // sampling runs this graph at every step: with room for them, its own prepacked weights pay
+    const compiled = G.compile(outputs, {
+      name: `denoiser_${N}${U < N ? "_pinned" : ""}`,
+      inputs,
+      ...unetCompileOptions(o, "steps"),
+    });
     // Without ORT's memory pattern (one planned block for every intermediate) unless asked for: at
     // batch 4 and 64×64 latents the planned block held 1.45 GB more at the peak (bench:edit).
     const session = await Session.create(compiled, { ...o, memoryPattern: o.memoryPattern ?? false });

@@ -52,10 +52,13 @@ export interface CompileOptions {
    * in two layouts). "inputs": graph inputs fed from one host array per weight on every run, which
    * ORT reads in place (one copy of the weights, a few percent slower convolutions, fast setup, but
    * a few µs per weight and run, which small models feel). "auto": inputs when the frozen weights
-   * exceed `inlineLimitBytes` (the models that need external data), initializers otherwise.
+   * exceed `inlineLimitBytes` (the models that need external data), initializers otherwise. A function
+   * chooses from the frozen weights' total bytes (e.g. initializers where memory allows, else "auto").
    */
-  frozenWeights?: "initializers" | "inputs" | "auto";
+  frozenWeights?: FrozenWeights | ((frozenBytes: number) => FrozenWeights);
 }
+
+export type FrozenWeights = "initializers" | "inputs" | "auto";
 
 export interface CompiledGraph {
   name: string;
@@ -159,7 +162,8 @@ export function compile(outputs: Record<string, Tensor>, options: CompileOptions
     frozenBytes += src.kind === "file" ? (src.byteLength as number) : (src.data as AnyTypedArray).byteLength;
   }
   const big = frozenBytes > (options.inlineLimitBytes ?? 2 ** 30);
-  const mode = options.frozenWeights ?? "initializers";
+  const choice = options.frozenWeights ?? "initializers";
+  const mode = typeof choice === "function" ? choice(frozenBytes) : choice;
   if (mode === "inputs" || (mode === "auto" && big)) {
     for (const t of frozen.splice(0)) {
       const leaf = t.leaf as Extract<NonNullable<Tensor["leaf"]>, { kind: "weight" }>;

@@ -19,7 +19,6 @@ import type { StableDiffusion } from "../models/loader.js";
 import {
   float32Output,
   type HostTensor,
-  keepsOwnWeights,
   Session,
   type SessionOptions,
   unetCompileOptions,
@@ -67,10 +66,11 @@ export class GuidedStep {
     const context = G.input("context", contextShape);
     const eps = unet.forward(latent, timestep, context);
     if (!gradient) {
-      const o = { name: "unet_eps", inputs: [latent, timestep, context], ...unetCompileOptions(options) };
-      let compiled = G.compile({ eps }, o);
       // one run per step of the DDIM trajectory (four per step for EDICT): with room, its own weights pay
-      if (keepsOwnWeights(options, compiled)) compiled = G.compile({ eps }, { ...o, frozenWeights: "initializers" });
+      const compiled = G.compile(
+        { eps },
+        { name: "unet_eps", inputs: [latent, timestep, context], ...unetCompileOptions(options, "steps") },
+      );
       const session = await Session.create(compiled, options);
       return new GuidedStep(session, latentShape, contextShape, { forward: compiled.flops, gradient: 0 }, false);
     }

@@ -54,16 +54,28 @@ export interface SessionOptions {
    * 15.66 s and 8.55 GB shared); for forward graphs shared when the weights exceed 1 GiB (Stable
    * Diffusion: fwd64 5.10 s per-session, 6.50 s shared, but every session would hold another 3.4 GB
    * copy), per-session below — except the editing denoiser and the inversion's forward step, which
-   * keep their own when the machine has room for them (keepsOwnWeights).
+   * keep their own when the machine has room for them (roomForOwnWeights).
    */
   unetWeights?: "auto" | "shared" | "per-session";
 }
 
-/** Compile options for a UNet graph under `options.unetWeights`; `use` says whether it has a backward. */
-export function unetCompileOptions(options: SessionOptions, use: "forward" | "gradient" = "forward"): CompileOptions {
+/**
+ * Compile options for a UNet graph under `options.unetWeights`; `use`: a forward graph, one run at every
+ * step of a call ("steps": the editing denoiser, the inversion's forward-only step), or one with a backward.
+ */
+export function unetCompileOptions(
+  options: SessionOptions,
+  use: "forward" | "steps" | "gradient" = "forward",
+): CompileOptions {
   const weights = options.unetWeights ?? "auto";
+  const autoMode: CompileOptions["frozenWeights"] =
+    use === "gradient"
+      ? "initializers"
+      : use === "steps"
+        ? (bytes) => (roomForOwnWeights(bytes) ? "initializers" : "auto")
+        : "auto";
   const modes = {
-    auto: use === "gradient" ? "initializers" : "auto",
+    auto: autoMode,
     shared: "inputs",
     "per-session": "initializers",
   } as const;
@@ -77,18 +89,16 @@ export function unetCompileOptions(options: SessionOptions, use: "forward" | "gr
 const KEEP_WEIGHTS_MARGIN = 2 * 2 ** 30;
 
 /**
- * Whether a forward graph run at every step of a call (the editing denoiser, the inversion's
- * forward-only step) compiled with shared weights (unetWeights "auto" on a big model) should be
- * compiled again with its own: prepacked into ORT's blocked convolution layout, the denoiser's step at
- * 64×64 latents takes about 30% less time (bench:methods, direct at 512², 5 steps: edit and decode
- * 105 s against 149 s) for one more copy of the weights per session (peak 12.95 against 9.93 GB with
- * both sessions' own), so it does when the platform reports room for twice the weights and a margin.
+ * Whether a forward graph run at every step of a call (unetCompileOptions' "steps") keeps `bytes` of
+ * weights of its own rather than sharing the host copy: prepacked into ORT's blocked convolution
+ * layout, the denoiser's step at 64×64 latents takes about 30% less time (bench:methods, direct at
+ * 512², 5 steps: edit and decode 105 s against 149 s) for one more copy of the weights per session (peak
+ * 12.95 against 9.93 GB with both sessions' own), so it does when the platform reports room for twice
+ * the weights and a margin.
  */
-export function keepsOwnWeights(options: SessionOptions, shared: CompiledGraph): boolean {
-  if ((options.unetWeights ?? "auto") !== "auto") return false;
-  const bytes = shared.weightInputs.reduce((n, w) => n + w.data.byteLength, 0);
+export function roomForOwnWeights(bytes: number): boolean {
   const free = getPlatform().availableMemory();
-  return bytes > 0 && free !== undefined && free >= 2 * bytes + KEEP_WEIGHTS_MARGIN;
+  return free !== undefined && free >= 2 * bytes + KEEP_WEIGHTS_MARGIN;
 }
 
 export function availableExecutionProviders(): string[] {
