@@ -1,8 +1,11 @@
 /**
  * bench:unet-profile — where one forward + VJP of the SD 1.5 UNet spends its time, per ONNX op type,
  * from ORT's own profiler (the last of 4 runs), with the weights shared (fed as graph inputs) or
- * per session (initializers). Random weights from scripts/make-random-sd15.ts.
- * Usage: npm run bench:unet-profile [-- --latent 32] [-- --weights shared|per-session] [-- --forward] [-- --json]
+ * per session (initializers). Random weights from scripts/make-random-sd15.ts, or the UNet of a
+ * diffusers folder given by --model (e.g. ../shared/parity/model at --latent 16: the graph behind
+ * bench:nti-small's inner iterations).
+ * Usage: npm run bench:unet-profile [-- --latent 32] [-- --weights shared|per-session] [-- --forward]
+ *        [-- --model DIR] [-- --json]
  * (--forward: the forward alone, as sampling and the DDIM inversion run it)
  */
 import fs from "node:fs";
@@ -19,7 +22,9 @@ const weights = argValue("--weights") ?? "shared";
 if (weights !== "shared" && weights !== "per-session") throw new Error(`--weights ${weights}: shared or per-session`);
 const forwardOnly = process.argv.includes("--forward");
 
-const model = await loadStableDiffusion(randomSD15());
+const modelDir = argValue("--model") ?? randomSD15();
+const model = await loadStableDiffusion(modelDir);
+const channels = model.unet.config.in_channels;
 const compiled = G.compile(unetGraph(model.unet, latent, !forwardOnly), {
   name: "unet_profile",
   frozenWeights: weights === "shared" ? "inputs" : "initializers",
@@ -38,13 +43,14 @@ const session =
   compiled.model.kind === "bytes"
     ? await ort.InferenceSession.create(compiled.model.bytes, options)
     : await ort.InferenceSession.create(compiled.model.path, options);
-const n = latent * latent * 4;
+const n = latent * latent * channels;
+const D = model.unet.crossAttentionDim;
 const feeds: Record<string, ort.Tensor> = {
-  sample: new ort.Tensor("float32", randomArray(n, 1), [1, 4, latent, latent]),
+  sample: new ort.Tensor("float32", randomArray(n, 1), [1, channels, latent, latent]),
   timestep: new ort.Tensor("float32", Float32Array.of(500), [1]),
-  context: new ort.Tensor("float32", randomArray(77 * 768, 2), [1, 77, 768]),
+  context: new ort.Tensor("float32", randomArray(77 * D, 2), [1, 77, D]),
 };
-if (!forwardOnly) feeds.cotangent = new ort.Tensor("float32", randomArray(n, 3), [1, 4, latent, latent]);
+if (!forwardOnly) feeds.cotangent = new ort.Tensor("float32", randomArray(n, 3), [1, channels, latent, latent]);
 for (const w of compiled.weightInputs) {
   feeds[w.name] = new ort.Tensor("float32", w.data as Float32Array, [...w.shape]);
 }
@@ -68,11 +74,13 @@ for (const e of events) {
   byOp.set(op, entry);
 }
 const rows = [...byOp].sort((a, b) => b[1].seconds - a[1].seconds);
+const kernels = rows.reduce((sum, [, v]) => sum + v.nodes, 0);
+const kernelSeconds = rows.reduce((sum, [, v]) => sum + v.seconds, 0);
 if (wantsJson()) {
-  console.log(JSON.stringify({ latent, weights, forward_only: forwardOnly, run_seconds: last.dur / 1e6, ops: Object.fromEntries(rows) }));
+  console.log(JSON.stringify({ model: modelDir, latent, weights, forward_only: forwardOnly, run_seconds: last.dur / 1e6, kernels, kernel_seconds: kernelSeconds, ops: Object.fromEntries(rows) }));
 } else {
   console.log(
-    `bench:unet-profile — SD 1.5 UNet ${forwardOnly ? "forward" : "forward + VJP"} at ${latent}×${latent} latents, weights ${weights}, last of 4 runs: ${(last.dur / 1e6).toFixed(2)} s\n`,
+    `bench:unet-profile — ${argValue("--model") ? `${modelDir}'s` : "SD 1.5"} UNet ${forwardOnly ? "forward" : "forward + VJP"} at ${latent}×${latent} latents, weights ${weights}, last of 4 runs: ${(last.dur / 1e6).toFixed(2)} s, ${kernels} kernels (Loop bodies' included) taking ${kernelSeconds.toFixed(3)} s\n`,
   );
   printTable(rows.slice(0, 16).map(([op, v]) => ({ op, nodes: v.nodes, seconds: v.seconds.toFixed(3) })));
 }

@@ -18,14 +18,15 @@ export function randomSD15(): string {
 
 /**
  * The UNet at latent×latent: output `eps`, and with `grad` also `vjp`, the gradient with respect to
- * the context. Inputs: sample, timestep, context, and with `grad` cotangent.
+ * the context. Inputs: sample, timestep, context (77 tokens), and with `grad` cotangent.
  */
 export function unetGraph(unet: UNet2DConditionModel, latent: number, grad: boolean): Record<string, G.Tensor> {
-  const sample = G.input("sample", [1, 4, latent, latent]);
+  const channels = unet.config.in_channels;
+  const sample = G.input("sample", [1, channels, latent, latent]);
   const timestep = G.input("timestep", [1]);
-  const context = G.input("context", [1, 77, 768]);
+  const context = G.input("context", [1, 77, unet.crossAttentionDim]);
   const eps = unet.forward(sample, timestep, context);
   if (!grad) return { eps };
-  const cotangent = G.input("cotangent", [1, 4, latent, latent]);
+  const cotangent = G.input("cotangent", [1, channels, latent, latent]);
   return { eps, vjp: G.vjp([eps], [cotangent], [context])[0] as G.Tensor };
 }

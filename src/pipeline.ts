@@ -239,6 +239,18 @@ export class NullTextPipeline {
     );
   }
 
+  /**
+   * The edited prompts' denoiser for the steps of a pinned-source edit that need no source row
+   * (sample's editsAlone): it runs a fifth of the steps at the default cross-replace window, so by
+   * default it shares the host copy of big weights rather than prepacking its own.
+   */
+  private editsAloneDenoiser(prompts: number): Promise<Denoiser> {
+    const [, h, w] = this.latentShape;
+    return this.cached(`denoiser_${prompts}_alone_${h}`, () =>
+      Denoiser.create(this.model, prompts, [h, w], { ...this.options, occasional: true }),
+    );
+  }
+
   schedule(steps: number): DDIMSchedule {
     return ddimSchedule(this.model.scheduler, steps);
   }
@@ -453,6 +465,7 @@ export class NullTextPipeline {
       afterStep,
       guidance: o.guidance ?? inv.settings.guidance,
       edit,
+      editsAlone: sourcePinned ? () => this.editsAloneDenoiser(edits.length) : undefined,
       onStep: abortable(o),
       onBlendMasks: o.onBlendMasks,
       onAttentionMaps: o.onAttentionMaps,

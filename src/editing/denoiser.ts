@@ -28,6 +28,12 @@ export interface DenoiserOptions extends SessionOptions {
   attentionControl?: boolean;
   /** The source's ε is never used (its latent is pinned after each step): leave out its ∅ row. */
   sourcePinned?: boolean;
+  /**
+   * Runs only some steps of a sampling (sample's editsAlone): its weights then follow the forward
+   * graphs' rule (a shared host copy for big models) rather than the per-step graphs' (their own when
+   * the machine has room). Default false.
+   */
+  occasional?: boolean;
 }
 
 export class Denoiser {
@@ -81,7 +87,7 @@ export class Denoiser {
     const compiled = G.compile(outputs, {
       name: `denoiser_${N}${U < N ? "_pinned" : ""}`,
       inputs,
-      ...unetCompileOptions(o, "steps"),
+      ...unetCompileOptions(o, o.occasional ? "forward" : "steps"),
     });
     // Without ORT's memory pattern (one planned block for every intermediate) unless asked for: at
     // batch 4 and 64×64 latents the planned block held 1.45 GB more at the peak (bench:edit).

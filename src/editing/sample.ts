@@ -35,6 +35,14 @@ export interface SampleOptions {
   startStep?: number;
   /** The inversion method's own step in place of DDIM η = 0 (see MethodSampler). */
   sampler?: MethodSampler;
+  /**
+   * With a pinned source (a denoiser leaving out the source's ∅ row, afterStep setting the source's
+   * latent): the denoiser of the N − 1 edited prompts alone, without attention control, created on
+   * first use. Steps where nothing reads the source's row (outside the controls' windows, without
+   * local blending or onAttentionMaps, see PromptToPromptRun.readsSource) evaluate only the edits,
+   * 2(N − 1) latents instead of 2N − 1, the source's latent being left to afterStep.
+   */
+  editsAlone?: () => Promise<Denoiser>;
   onStep?: (step: number, total: number) => void;
   /** Receives each edit's local-blend mask (latent resolution) after every blended step. */
   onBlendMasks?: (masks: Uint8Array[]) => void;
@@ -76,6 +84,16 @@ export interface MethodSamplerRun {
   blended?(masks: readonly Uint8Array[]): void;
 }
 
+/** The editsAlone denoiser, checked against the sampling's: E prompts, each with its ∅ row, no control, same latents. */
+async function editsAloneDenoiser(create: () => Promise<Denoiser>, E: number, full: Denoiser): Promise<Denoiser> {
+  const d = await create();
+  if (d.prompts !== E || d.unconditional !== E || d.controller || d.latentShape.join() !== full.latentShape.join())
+    throw new Error(
+      `sample: editsAlone must evaluate the ${E} edited prompts with their ∅ rows and no attention control at [${full.latentShape}], got ${d.prompts} prompts, ${d.unconditional} ∅ rows${d.controller ? ", attention control" : ""} at [${d.latentShape}]`,
+    );
+  return d;
+}
+
 /** Returns the N final latents z_0, stacked. */
 export async function sample(o: SampleOptions): Promise<Float32Array> {
   const { denoiser, schedule } = o;
@@ -110,10 +128,29 @@ export async function sample(o: SampleOptions): Promise<Float32Array> {
   const atStep = (nulls: readonly Float32Array[] | Float32Array, i: number): Float32Array =>
     Array.isArray(nulls) ? (nulls[i] as Float32Array) : (nulls as Float32Array);
   const run = o.sampler?.begin(latents, N, schedule);
+  const pinned = U < N && o.afterStep !== undefined && !run && !o.onAttentionMaps;
+  let alone: Denoiser | undefined;
   for (let i = first; i < steps; i++) {
     const t = schedule.timesteps[i] as number;
     const sourceNull = atStep(o.nullEmbeddings, i);
     const editNull = atStep(o.editNullEmbeddings ?? o.nullEmbeddings, i);
+    if (pinned && o.editsAlone && !control?.readsSource(i)) {
+      alone ??= await editsAloneDenoiser(o.editsAlone, N - 1, denoiser);
+      const edits = latents.subarray(size);
+      // [∅ ×E, the edited prompts]
+      const contextAlone = new Float32Array(2 * (N - 1) * embedding);
+      for (let e = 0; e < N - 1; e++) {
+        contextAlone.set(editNull, e * embedding);
+        contextAlone.set(o.promptEmbeddings[e + 1] as Float32Array, (N - 1 + e) * embedding);
+      }
+      const { eps } = await alone.eps(edits, t, contextAlone, o.guidance);
+      const next = new Float32Array(N * size);
+      next.set(latents.subarray(0, size)); // the source's, set by afterStep
+      next.set(ddimStep(schedule, eps, t, edits).prevSample, size);
+      latents = o.afterStep ? o.afterStep(i, next) : next;
+      o.onStep?.(i + 1, steps);
+      continue;
+    }
     for (let n = N - U; n < N; n++) context.set(n === 0 ? sourceNull : editNull, (n - N + U) * embedding);
     if (o.sourceEmbeddings) context.set(o.sourceEmbeddings[i] as Float32Array, U * embedding);
     let outputs: Record<string, Float32Array> = {};

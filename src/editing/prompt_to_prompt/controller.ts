@@ -137,6 +137,19 @@ export class PromptToPromptRun {
     };
   }
 
+  /**
+   * Whether the control at `step` reads the source's attention: local blending (every step), the
+   * self-replace window, or a cross-attention α_t,e > 0 for some edit and token. Outside all three
+   * the edits' rows are the UNet's own (M*_t ← 1·M*_t + 0·R_e), whatever the source's row holds.
+   */
+  readsSource(step: number): boolean {
+    if (this.blender) return true;
+    const [from, to] = this.edit.selfReplace;
+    if (step >= from && step < to) return true;
+    const EL = this.edit.edits * MAX_TOKENS;
+    return this.edit.crossAlpha.subarray(step * EL, (step + 1) * EL).some((a) => a !== 0);
+  }
+
   /** [0, 1, .. U + N − 1], with the edits' rows U + 1.. replaced by the source's row U inside the self-replace window. */
   private selfRows(step: number): Int32Array {
     const U = this.unconditional;

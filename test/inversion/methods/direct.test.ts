@@ -15,6 +15,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_MODEL } from "../../../src/cli/main.js";
+import { Denoiser } from "../../../src/editing/denoiser.js";
 import { psnr, type RgbImage, readImage, writePng } from "../../../src/image/index.js";
 import { decodeInversion, encodeInversion, readInversion } from "../../../src/inversion/file.js";
 import { pullBack } from "../../../src/inversion/methods/direct.js";
@@ -114,6 +115,40 @@ describe("direct on the parity model", () => {
     const corrected = await pipe.editLatents(addTarget.inversion, edits, {});
     expect(maxDiff(corrected.subarray(0, size), z0)).toBe(0);
     expect(maxDiff(corrected.subarray(size), plain.subarray(size))).toBeGreaterThan(1e-3);
+  });
+
+  it("evaluates the edits alone on the steps where no control reads the pinned source, with the same result", async () => {
+    const { inversion } = await pipe.invert(image, prompt, { method: "direct", steps: 6 });
+    const z0 = await pipe.encodeImage(image);
+    const size = z0.length;
+    const edits = [{ prompt: "a photo of a dog" }];
+    // α = 1 on steps 0..2 (⌊0.5·7⌋ = 3), self-replace on step 0 (⌊0.3·6⌋ = 1): steps 3..5 read nothing of the source
+    const options = { crossReplaceSteps: 0.5, selfReplaceSteps: 0.3 };
+    const batches: number[] = [];
+    const eps = Denoiser.prototype.eps;
+    Denoiser.prototype.eps = function (this: Denoiser, ...args: Parameters<Denoiser["eps"]>) {
+      batches.push(this.batch);
+      return eps.apply(this, args);
+    };
+    try {
+      const alone = await pipe.editLatents(inversion, edits, options);
+      expect(batches).toEqual([3, 3, 3, 2, 2, 2]);
+      batches.length = 0;
+      // asking for every step's attention maps keeps the source's row (the reference here)
+      const full = await pipe.editLatents(inversion, edits, { ...options, onAttentionMaps: () => {} });
+      expect(batches).toEqual([3, 3, 3, 3, 3, 3]);
+      expect(maxDiff(alone.subarray(0, size), z0)).toBe(0);
+      const edit = full.subarray(size);
+      const scale = edit.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      const diff = maxDiff(alone.subarray(size), edit);
+      expect(diff).toBeLessThan(1e-5 * scale);
+      // with local blending every step reads the source
+      batches.length = 0;
+      await pipe.editLatents(inversion, edits, { ...options, localBlend: { words: [["cat"], ["dog"]] } });
+      expect(batches).toEqual([3, 3, 3, 3, 3, 3]);
+    } finally {
+      Denoiser.prototype.eps = eps;
+    }
   });
 
   it("round-trips the inversion file: float32 bit-exact, float16 within z_0's float16 rounding", async () => {
