@@ -77,7 +77,18 @@ const rows = [...byOp].sort((a, b) => b[1].seconds - a[1].seconds);
 const kernels = rows.reduce((sum, [, v]) => sum + v.nodes, 0);
 const kernelSeconds = rows.reduce((sum, [, v]) => sum + v.seconds, 0);
 if (wantsJson()) {
-  console.log(JSON.stringify({ model: modelDir, latent, weights, forward_only: forwardOnly, run_seconds: last.dur / 1e6, kernels, kernel_seconds: kernelSeconds, ops: Object.fromEntries(rows) }));
+  console.log(
+    JSON.stringify({
+      model: modelDir,
+      latent,
+      weights,
+      forward_only: forwardOnly,
+      run_seconds: last.dur / 1e6,
+      kernels,
+      kernel_seconds: kernelSeconds,
+      ops: Object.fromEntries(rows),
+    }),
+  );
 } else {
   console.log(
     `bench:unet-profile — ${argValue("--model") ? `${modelDir}'s` : "SD 1.5"} UNet ${forwardOnly ? "forward" : "forward + VJP"} at ${latent}×${latent} latents, weights ${weights}, last of 4 runs: ${(last.dur / 1e6).toFixed(2)} s, ${kernels} kernels (Loop bodies' included) taking ${kernelSeconds.toFixed(3)} s\n`,
