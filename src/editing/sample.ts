@@ -147,7 +147,8 @@ export async function sample(o: SampleOptions): Promise<Float32Array> {
       const next = new Float32Array(N * size);
       next.set(latents.subarray(0, size)); // the source's, set by afterStep
       next.set(ddimStep(schedule, eps, t, edits).prevSample, size);
-      latents = o.afterStep ? o.afterStep(i, next) : next;
+      latents = next;
+      if (o.afterStep) latents = o.afterStep(i, latents);
       o.onStep?.(i + 1, steps);
       continue;
     }
