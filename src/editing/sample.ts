@@ -130,39 +130,37 @@ export async function sample(o: SampleOptions): Promise<Float32Array> {
   const run = o.sampler?.begin(latents, N, schedule);
   const pinned = U < N && o.afterStep !== undefined && !run && !o.onAttentionMaps;
   let alone: Denoiser | undefined;
+  const contextAlone = new Float32Array(pinned && o.editsAlone ? 2 * (N - 1) * embedding : 0);
   for (let i = first; i < steps; i++) {
     const t = schedule.timesteps[i] as number;
     const sourceNull = atStep(o.nullEmbeddings, i);
     const editNull = atStep(o.editNullEmbeddings ?? o.nullEmbeddings, i);
+    let outputs: Record<string, Float32Array> = {};
     if (pinned && o.editsAlone && !control?.readsSource(i)) {
       alone ??= await editsAloneDenoiser(o.editsAlone, N - 1, denoiser);
-      const edits = latents.subarray(size);
       // [∅ ×E, the edited prompts]
-      const contextAlone = new Float32Array(2 * (N - 1) * embedding);
       for (let e = 0; e < N - 1; e++) {
         contextAlone.set(editNull, e * embedding);
         contextAlone.set(o.promptEmbeddings[e + 1] as Float32Array, (N - 1 + e) * embedding);
       }
+      const edits = latents.subarray(size);
       const { eps } = await alone.eps(edits, t, contextAlone, o.guidance);
       const next = new Float32Array(N * size);
-      next.set(latents.subarray(0, size)); // the source's, set by afterStep
+      next.set(latents.subarray(0, size)); // the source's, which afterStep sets
       next.set(ddimStep(schedule, eps, t, edits).prevSample, size);
       latents = next;
-      if (o.afterStep) latents = o.afterStep(i, latents);
-      o.onStep?.(i + 1, steps);
-      continue;
+    } else {
+      for (let n = N - U; n < N; n++) context.set(n === 0 ? sourceNull : editNull, (n - N + U) * embedding);
+      if (o.sourceEmbeddings) context.set(o.sourceEmbeddings[i] as Float32Array, U * embedding);
+      const guidedEps = async (x: Float32Array): Promise<Float32Array> => {
+        const result = await denoiser.eps(x, t, context, o.guidance, control?.feeds(i));
+        outputs = result.outputs;
+        return result.eps;
+      };
+      latents = run
+        ? await run.step(i, t, latents, guidedEps)
+        : ddimStep(schedule, await guidedEps(latents), t, latents).prevSample;
     }
-    for (let n = N - U; n < N; n++) context.set(n === 0 ? sourceNull : editNull, (n - N + U) * embedding);
-    if (o.sourceEmbeddings) context.set(o.sourceEmbeddings[i] as Float32Array, U * embedding);
-    let outputs: Record<string, Float32Array> = {};
-    const guidedEps = async (x: Float32Array): Promise<Float32Array> => {
-      const result = await denoiser.eps(x, t, context, o.guidance, control?.feeds(i));
-      outputs = result.outputs;
-      return result.eps;
-    };
-    latents = run
-      ? await run.step(i, t, latents, guidedEps)
-      : ddimStep(schedule, await guidedEps(latents), t, latents).prevSample;
     if (outputs.maps) o.onAttentionMaps?.(i, outputs.maps);
     if (o.afterStep) latents = o.afterStep(i, latents);
     if (control) {
