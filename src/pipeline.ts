@@ -232,10 +232,10 @@ export class NullTextPipeline {
     );
   }
 
-  private denoiser(prompts: number, control: boolean, sourcePinned = false): Promise<Denoiser> {
+  private denoiser(prompts: number, control: boolean, sourceUnguided = false): Promise<Denoiser> {
     const [, h, w] = this.latentShape;
-    return this.cached(`denoiser_${prompts}_${control}_${sourcePinned ? "pinned_" : ""}${h}`, () =>
-      Denoiser.create(this.model, prompts, [h, w], { ...this.options, attentionControl: control, sourcePinned }),
+    return this.cached(`denoiser_${prompts}_${control}_${sourceUnguided ? "unguided_" : ""}${h}`, () =>
+      Denoiser.create(this.model, prompts, [h, w], { ...this.options, attentionControl: control, sourceUnguided }),
     );
   }
 
@@ -400,7 +400,8 @@ export class NullTextPipeline {
   /** The reconstructed latent z_0 (scaled), before decoding. */
   async reconstructLatent(inv: Inversion, o: SampleCallOptions = {}): Promise<Float32Array> {
     this.checkInversion(inv);
-    const { nulls, source, afterStep, sourcePinned, startStep, start, sampler } = await this.conditioning(inv);
+    const { nulls, source, afterStep, sourcePinned, sourceNullIsPrompt, startStep, start, sampler } =
+      await this.conditioning(inv);
     if (sourcePinned && afterStep && !sampler) {
       // the latent is set to the stored trajectory after every step, whatever the UNet would say
       const onStep = abortable(o);
@@ -414,7 +415,8 @@ export class NullTextPipeline {
     }
     const [cond] = await this.encodePrompts([inv.prompt]);
     const latents = await sample({
-      denoiser: await this.denoiser(1, false),
+      // with ∅ = the prompt the guided ε is the conditional one: one latent per step
+      denoiser: await this.denoiser(1, false, sourceNullIsPrompt === true && !source),
       schedule: this.schedule(inv.settings.steps),
       zT: start ?? inv.zT,
       startStep,
@@ -443,7 +445,8 @@ export class NullTextPipeline {
     for (const e of edits) this.tokenize(e.prompt);
     const nullSteps = o.nullSteps ?? EDIT_NULL_STEPS;
     if (!(nullSteps >= 0 && nullSteps <= 1)) throw new Error(`nullSteps ${nullSteps}: expected a fraction in [0, 1]`);
-    const { nulls, source, empty, afterStep, sourcePinned, startStep, start, sampler } = await this.conditioning(inv);
+    const { nulls, source, empty, afterStep, sourcePinned, sourceNullIsPrompt, startStep, start, sampler } =
+      await this.conditioning(inv);
     const prompts = [inv.prompt, ...edits.map((e) => e.prompt)];
     const embeddings = await this.encodePrompts(prompts);
     const steps = inv.settings.steps;
@@ -453,7 +456,11 @@ export class NullTextPipeline {
     const editNulls = perStep.map((e, i) => (i < keep ? e : empty));
     const edit = buildAttentionEdit(inv.prompt, edits, steps, this.model.tokenizer, o);
     const latents = await sample({
-      denoiser: await this.denoiser(prompts.length, true, sourcePinned === true),
+      denoiser: await this.denoiser(
+        prompts.length,
+        true,
+        sourcePinned === true || (sourceNullIsPrompt === true && !source),
+      ),
       schedule: this.schedule(steps),
       zT: start ?? inv.zT,
       startStep,

@@ -1,10 +1,12 @@
 /**
  * The compiled UNet for sampling a batch of N prompts with classifier-free guidance: one run
  * evaluates the 2N conditions [∅ ×N, prompts] and returns ε_∅ + w·(ε_c − ε_∅) for each prompt
- * (schedulers/guidance.ts). When the sampler pins the source (the first prompt) to a stored
- * trajectory after every step whatever its ε (Direct Inversion, inversion/methods/direct.ts), the
- * source's ∅ row is left out: 2N − 1 conditions [∅ ×(N − 1) for the edits, prompts], the source's ε
- * returned unguided (nothing reads it; its conditional row stays, for the attention the edits take).
+ * (schedulers/guidance.ts). Where the source's (the first prompt's) guided ε is not needed, its ∅
+ * row is left out (`sourceUnguided`): 2N − 1 conditions [∅ ×(N − 1) for the edits, prompts], the
+ * source's ε returned unguided, its conditional row kept for the attention the edits take. That holds
+ * when the sampler pins the source to a stored trajectory after every step whatever its ε (Direct
+ * Inversion, inversion/methods/direct.ts), and when the source's ∅ is its own prompt (negative-prompt
+ * inversion): ε_C + w·(ε_C − ε_C) = ε_C at any w, the ∅ row a copy of the conditional one.
  * With attention control, a Prompt-to-Prompt controller
  * (prompt_to_prompt/controller.ts) gives the UNet its attention hook, adds its inputs to the graph
  * and its outputs (the maps local blending reads) to the results; the denoiser only passes them on.
@@ -26,8 +28,11 @@ import { type Feeds, PromptToPromptController } from "./prompt_to_prompt/control
 export interface DenoiserOptions extends SessionOptions {
   /** Compile the Prompt-to-Prompt controller (N ≥ 2: the first prompt is the source). */
   attentionControl?: boolean;
-  /** The source's ε is never used (its latent is pinned after each step): leave out its ∅ row. */
-  sourcePinned?: boolean;
+  /**
+   * The source's ε is wanted unguided: its latent is pinned after each step (nothing reads its ε), or
+   * its ∅ is its prompt (the guided ε is the conditional one). Leaves out the source's ∅ row.
+   */
+  sourceUnguided?: boolean;
   /**
    * Runs only some steps of a sampling (sample's editsAlone): its weights then follow the forward
    * graphs' rule (a shared host copy for big models) rather than the per-step graphs' (their own when
@@ -40,7 +45,7 @@ export class Denoiser {
   private constructor(
     private readonly session: Session,
     readonly prompts: number,
-    /** Unconditional rows of the batch: N, or N − 1 with the source pinned; the batch is this + N. */
+    /** Unconditional rows of the batch: N, or N − 1 with the source unguided; the batch is this + N. */
     readonly unconditional: number,
     readonly latentShape: [number, number, number],
     readonly contextShape: [number, number],
@@ -62,7 +67,7 @@ export class Denoiser {
     const [h, w] = latentHW;
     const L = textEncoder.config.max_position_embeddings;
     const D = unet.crossAttentionDim;
-    const U = o.sourcePinned ? N - 1 : N;
+    const U = o.sourceUnguided ? N - 1 : N;
     const latents = G.input("latents", [N, C, h, w]);
     const timestep = G.input("timestep", [U + N]);
     const context = G.input("context", [U + N, L, D]);
@@ -85,7 +90,7 @@ export class Denoiser {
     const outputs: Record<string, Tensor> = { eps: guided, ...controller?.outputs() };
     // sampling runs this graph at every step: with room for them, its own prepacked weights pay
     const compiled = G.compile(outputs, {
-      name: `denoiser_${N}${U < N ? "_pinned" : ""}`,
+      name: `denoiser_${N}${U < N ? "_unguided" : ""}`,
       inputs,
       ...unetCompileOptions(o, o.occasional ? "forward" : "steps"),
     });
@@ -96,14 +101,14 @@ export class Denoiser {
     return new Denoiser(session, N, U, [C, h, w], [L, D], compiled.flops, controller, extra);
   }
 
-  /** Latents one run evaluates: 2N, or 2N − 1 with the source pinned. */
+  /** Latents one run evaluates: 2N, or 2N − 1 with the source unguided. */
   get batch(): number {
     return this.unconditional + this.prompts;
   }
 
   /**
    * Guided ε for N latents at `timestep`. `context` is [U + N, L, D]: the null embeddings of the last
-   * U prompts (all N, or the edits' with the source pinned), then the N prompt embeddings. `controlFeeds` are the controller's inputs for this step; `outputs` holds
+   * U prompts (all N, or the edits' with the source unguided), then the N prompt embeddings. `controlFeeds` are the controller's inputs for this step; `outputs` holds
    * the controller's outputs.
    */
   async eps(

@@ -116,7 +116,7 @@ export async function sample(o: SampleOptions): Promise<Float32Array> {
   for (let n = 0; n < N; n++)
     latents.set(o.zT.length === size ? o.zT : o.zT.subarray(n * size, (n + 1) * size), n * size);
   const embedding = (o.promptEmbeddings[0] as Float32Array).length;
-  // [∅ of the last U prompts (all N, or the edits' when the denoiser pins the source), the N prompts]
+  // [∅ of the last U prompts (all N, or the edits' when the denoiser leaves the source unguided), the N prompts]
   const U = denoiser.unconditional;
   const context = new Float32Array((U + N) * embedding);
   o.promptEmbeddings.forEach((e, n) => {

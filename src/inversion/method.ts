@@ -108,6 +108,12 @@ export interface SamplerConditioning {
    */
   sourcePinned?: boolean;
   /**
+   * The source's ∅ is its own prompt embedding at every step (negative-prompt inversion), so its
+   * guided ε is its conditional ε at any guidance: the sampler leaves out the source's ∅ row, an
+   * edit evaluating 2N − 1 latents per step and a reconstruction one.
+   */
+  sourceNullIsPrompt?: boolean;
+  /**
    * Sampling starts at this step index (default 0) from `start` (default the inversion's z_T), the
    * latent at timesteps[startStep]: e.g. SDEdit's noised image latent at its strength.
    */

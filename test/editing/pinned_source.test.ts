@@ -4,7 +4,8 @@
  * latents per UNet run. On the parity model, one Prompt-to-Prompt step of a two-prompt edit with
  * local-blend maps, inside and outside the self-replace window: the edit's guided ε and the maps
  * equal the full 2N batch's (the same UNet rows, evaluated in a smaller batch), and the source's ε is
- * its conditional ε (the full batch's at guidance 1).
+ * its conditional ε (the full batch's at guidance 1). With the source's ∅ its own prompt (negative-prompt
+ * inversion) the same smaller batch gives every row of the full batch's guided ε.
  */
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -23,7 +24,7 @@ describe("denoiser with the source pinned", () => {
     model = await loadStableDiffusion(PARITY);
     const hw: [number, number] = [16, 16];
     full = await Denoiser.create(model, 2, hw, { attentionControl: true, threads: 2 });
-    pinned = await Denoiser.create(model, 2, hw, { attentionControl: true, sourcePinned: true, threads: 2 });
+    pinned = await Denoiser.create(model, 2, hw, { attentionControl: true, sourceUnguided: true, threads: 2 });
   });
   afterAll(async () => {
     await full.release();
@@ -69,6 +70,10 @@ describe("denoiser with the source pinned", () => {
       expect(maxDiff(b.eps.subarray(0, size), srcA)).toBeLessThan(1e-5 * maxAbs(srcA));
       // and it is not the guided one
       expect(maxDiff(b.eps.subarray(0, size), a.eps.subarray(0, size))).toBeGreaterThan(1e-3 * maxAbs(srcA));
+      // negative-prompt inversion: with the source's ∅ its own prompt, the full batch's guided ε is
+      // the unguided denoiser's on every row
+      const npi = await full.eps(latents, 801, stack([src, nul, src, dog]), 7.5, feeds(full));
+      expect(maxDiff(b.eps, npi.eps)).toBeLessThan(1e-5 * maxAbs(npi.eps));
     }
   });
 });

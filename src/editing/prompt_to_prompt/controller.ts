@@ -5,7 +5,7 @@
  * tensors.ts), how they are fed at each step, and local blending after each step.
  *
  * The batch is the U + N conditions [∅ ×U, source, edits ×E], U = N, or U = N − 1 when the source's
- * ∅ row is left out (a source pinned to its trajectory, see denoiser.ts); the hook rewrites only the
+ * ∅ row is left out (its ε wanted unguided, see denoiser.ts); the hook rewrites only the
  * edited prompts' conditional rows. With M_t the source's probabilities and M*_t an edit's:
  *
  *   cross-attention, every layer:

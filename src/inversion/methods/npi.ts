@@ -2,7 +2,8 @@
  * Negative-prompt inversion (Miyake et al. 2023, "Negative-prompt Inversion: Fast Image Inversion for
  * Editing with Text-guided Diffusion Models", arXiv 2305.16807, eq. 9): null-text inversion's ∅_t
  * replaced by the source prompt's embedding C at every step, with no optimisation. With ∅ = C the
- * guided ε equals the conditional ε, so sampling retraces the DDIM trajectory at guidance 1 whatever w.
+ * guided ε equals the conditional ε, so sampling retraces the DDIM trajectory at guidance 1 whatever w,
+ * and the sampler evaluates the source's conditional row alone (SamplerConditioning.sourceNullIsPrompt).
  */
 import type { InversionMethodModule, InversionSettings } from "../method.js";
 import { validateCommon } from "../method.js";
@@ -17,5 +18,5 @@ export const npi: InversionMethodModule<InversionSettings> = {
     return {};
   },
   checkStored() {},
-  conditioning: (_tensors, _settings, { cond }) => ({ nulls: cond }),
+  conditioning: (_tensors, _settings, { cond }) => ({ nulls: cond, sourceNullIsPrompt: true }),
 };
