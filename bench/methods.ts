@@ -6,9 +6,9 @@
  * (without compiling the graph), UNet evaluations and VJPs of the inversion, edit seconds (without
  * compiling: the first step's time is replaced by the median step's) and the edit's UNet
  * evaluations (batch-1 equivalents: each denoiser call evaluates 2N latents, 2N − 1 when the method
- * pins the source to its trajectory), the row's wall time
- * from loading the model to the decoded edit (everything a user waits for), the median DDIM-inversion
- * step and edit step (seconds per step, to scale from), and peak RSS. Each row
+ * needs no guided ε of the source: direct pins it to its trajectory, npi's ∅ is its prompt), the
+ * row's wall time from loading the model to the decoded edit (everything a user waits for), the
+ * median DDIM-inversion step and edit step (seconds per step, to scale from), and peak RSS. Each row
  * runs in its own process, so its peak RSS is its own. The methods come from the registry, so a
  * newly registered one appears without changes here.
  *
@@ -95,7 +95,7 @@ async function runRow(method: string, size: number): Promise<RowResult> {
   const compile = stats.seconds.compile ?? 0;
   const invertSeconds = Object.values(stats.seconds).reduce((a, b) => a + b, 0) - compile;
 
-  // count the edit's denoiser calls (each evaluates the latents of its batch: 2N, or 2N − 1 with the source pinned)
+  // count the edit's denoiser calls (each evaluates the latents of its batch: 2N, or 2N − 1 with the source unguided)
   let editEvals = 0;
   const eps = Denoiser.prototype.eps;
   Denoiser.prototype.eps = function (this: Denoiser, ...args: Parameters<Denoiser["eps"]>) {
