@@ -17,7 +17,6 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_MODEL } from "../../../src/cli/main.js";
 import type { Denoiser } from "../../../src/editing/denoiser.js";
@@ -29,15 +28,10 @@ import { getMethod, resolveSettings } from "../../../src/inversion/registry.js";
 import { NullTextPipeline } from "../../../src/pipeline.js";
 import { randomScene, renderScene, scenePrompt } from "../../../src/scenes/index.js";
 import { ddimAlphasCumprod, ddimSchedule, ddimStepEta } from "../../../src/schedulers/ddim.js";
-import { runCli, SD_SCHEDULER } from "./support.js";
+import { maxDiff, PARITY, patternImage, runCli, SD_SCHEDULER } from "./support.js";
 
-const PARITY = fileURLToPath(new URL("../../../../shared/parity/model", import.meta.url));
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nulltext-ddpm-edict-"));
 const at = (name: string) => path.join(dir, name);
-const maxDiff = (a: Float32Array, b: Float32Array) => {
-  expect(a.length).toBe(b.length);
-  return a.reduce((m, v, i) => Math.max(m, Math.abs(v - (b[i] as number))), 0);
-};
 const SD = SD_SCHEDULER;
 
 describe("ddpm and edict: steps and settings", () => {
@@ -193,8 +187,7 @@ describe("ddpm and edict on the parity model", () => {
   const edits = [{ prompt: "a photo of a dog", mode: "replace" as const }];
   beforeAll(async () => {
     pipe = await NullTextPipeline.load(PARITY, { threads: 2 });
-    const r = pipe.resolution;
-    image = { width: r, height: r, data: new Uint8Array(r * r * 3).map((_, i) => (i * 7919) % 251) };
+    image = patternImage(pipe.resolution);
     z0 = await pipe.encodeImage(image);
   });
   afterAll(async () => pipe.release());

@@ -12,7 +12,6 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_MODEL } from "../../../src/cli/main.js";
 import { Denoiser } from "../../../src/editing/denoiser.js";
@@ -22,15 +21,10 @@ import { pullBack } from "../../../src/inversion/methods/direct.js";
 import { getMethod, resolveSettings } from "../../../src/inversion/registry.js";
 import { NullTextPipeline } from "../../../src/pipeline.js";
 import { randomScene, renderScene, scenePrompt } from "../../../src/scenes/index.js";
-import { runCli } from "./support.js";
+import { maxDiff, PARITY, patternImage, runCli } from "./support.js";
 
-const PARITY = fileURLToPath(new URL("../../../../shared/parity/model", import.meta.url));
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nulltext-direct-"));
 const at = (name: string) => path.join(dir, name);
-const maxDiff = (a: Float32Array, b: Float32Array) => {
-  expect(a.length).toBe(b.length);
-  return a.reduce((m, v, i) => Math.max(m, Math.abs(v - (b[i] as number))), 0);
-};
 
 describe("direct: the correction", () => {
   it("sets the source onto the pivot of the step, and adds the same difference to the edits only with correctEdits", () => {
@@ -81,8 +75,7 @@ describe("direct on the parity model", () => {
   const prompt = "a photo of a cat";
   beforeAll(async () => {
     pipe = await NullTextPipeline.load(PARITY, { threads: 2 });
-    const r = pipe.resolution;
-    image = { width: r, height: r, data: new Uint8Array(r * r * 3).map((_, i) => (i * 7919) % 251) };
+    image = patternImage(pipe.resolution);
   });
   afterAll(async () => pipe.release());
 

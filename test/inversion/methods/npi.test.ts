@@ -9,19 +9,14 @@
  * tests allow float32 rounding, 1e-5 of the largest value, as a batch size may change the kernels.
  */
 
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Denoiser } from "../../../src/editing/denoiser.js";
 import { buildAttentionEdit } from "../../../src/editing/prompt_to_prompt/index.js";
 import { sample } from "../../../src/editing/sample.js";
 import type { RgbImage } from "../../../src/image/index.js";
 import { NullTextPipeline } from "../../../src/pipeline.js";
+import { maxDiff, PARITY, patternImage } from "./support.js";
 
-const PARITY = fileURLToPath(new URL("../../../../shared/parity/model", import.meta.url));
-const maxDiff = (a: Float32Array, b: Float32Array) => {
-  expect(a.length).toBe(b.length);
-  return a.reduce((m, v, i) => Math.max(m, Math.abs(v - (b[i] as number))), 0);
-};
 const maxAbs = (a: Float32Array) => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 
 describe("npi on the parity model", () => {
@@ -30,8 +25,7 @@ describe("npi on the parity model", () => {
   const prompt = "a photo of a cat";
   beforeAll(async () => {
     pipe = await NullTextPipeline.load(PARITY, { threads: 2 });
-    const r = pipe.resolution;
-    image = { width: r, height: r, data: new Uint8Array(r * r * 3).map((_, i) => (i * 7919) % 251) };
+    image = patternImage(pipe.resolution);
   });
   afterAll(async () => pipe.release());
 

@@ -8,7 +8,6 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Denoiser } from "../../../src/editing/denoiser.js";
 import { sample } from "../../../src/editing/sample.js";
@@ -19,9 +18,8 @@ import { resolveSettings } from "../../../src/inversion/registry.js";
 import { NullTextPipeline } from "../../../src/pipeline.js";
 import { ddimSchedule } from "../../../src/schedulers/ddim.js";
 import { gaussianArray } from "../../../src/util/rng.js";
-import { runCli, SD_SCHEDULER } from "./support.js";
+import { PARITY, patternImage, runCli, SD_SCHEDULER } from "./support.js";
 
-const PARITY = fileURLToPath(new URL("../../../../shared/parity/model", import.meta.url));
 const SD = SD_SCHEDULER;
 
 /** ᾱ_t = Π_{s ≤ t} (1 − β_s), β scaled-linear, in float64. */
@@ -132,8 +130,7 @@ describe("sdedit on the parity model", () => {
   const prompt = "a photo of a cat";
   beforeAll(async () => {
     pipe = await NullTextPipeline.load(PARITY, { threads: 2 });
-    const r = pipe.resolution;
-    image = { width: r, height: r, data: new Uint8Array(r * r * 3).map((_, i) => (i * 7919) % 251) };
+    image = patternImage(pipe.resolution);
   });
   afterAll(async () => pipe.release());
 

@@ -1,7 +1,25 @@
-/** What the method tests share: Stable Diffusion's scheduler config and a quiet run of the CLI. */
-import { vi } from "vitest";
+/**
+ * What the method tests share: the parity model's path, a test image, a checked max |Δ|, Stable
+ * Diffusion's scheduler config and a quiet run of the CLI.
+ */
+import { fileURLToPath } from "node:url";
+import { expect, vi } from "vitest";
 import { main } from "../../../src/cli/main.js";
+import type { RgbImage } from "../../../src/image/index.js";
 import { DDIM_CONFIG_DEFAULTS } from "../../../src/schedulers/ddim.js";
+
+export const PARITY = fileURLToPath(new URL("../../../../shared/parity/model", import.meta.url));
+
+/** A size × size image of fixed pseudo-random pixels. */
+export function patternImage(size: number): RgbImage {
+  return { width: size, height: size, data: new Uint8Array(size * size * 3).map((_, i) => (i * 7919) % 251) };
+}
+
+/** max |a − b| of two arrays of one length. */
+export function maxDiff(a: Float32Array, b: Float32Array): number {
+  expect(a.length).toBe(b.length);
+  return a.reduce((m, v, i) => Math.max(m, Math.abs(v - (b[i] as number))), 0);
+}
 
 /** Stable Diffusion's scheduler (as the parity and built-in models ship it). */
 export const SD_SCHEDULER = {
