@@ -241,14 +241,13 @@ export class NullTextPipeline {
 
   /**
    * The edited prompts' denoiser for the steps of a pinned-source edit that need no source row
-   * (sample's editsAlone: a fifth of the steps at the default cross-replace window). Its weights follow
-   * the per-step rule: prepacked, its own where the machine has room, as its steps then take about 30%
-   * less time for no longer a compilation (unetCompileOptions).
+   * (sample's editsAlone): it runs a fifth of the steps at the default cross-replace window, so by
+   * default it shares the host copy of big weights rather than prepacking its own.
    */
   private editsAloneDenoiser(prompts: number): Promise<Denoiser> {
     const [, h, w] = this.latentShape;
     return this.cached(`denoiser_${prompts}_alone_${h}`, () =>
-      Denoiser.create(this.model, prompts, [h, w], this.options),
+      Denoiser.create(this.model, prompts, [h, w], { ...this.options, occasional: true }),
     );
   }
 

@@ -33,6 +33,12 @@ export interface DenoiserOptions extends SessionOptions {
    * its ∅ is its prompt (the guided ε is the conditional one). Leaves out the source's ∅ row.
    */
   sourceUnguided?: boolean;
+  /**
+   * Runs only some steps of a sampling (sample's editsAlone): its weights then follow the forward
+   * graphs' rule (a shared host copy for big models) rather than the per-step graphs' (their own when
+   * the machine has room). Default false.
+   */
+  occasional?: boolean;
 }
 
 export class Denoiser {
@@ -86,7 +92,7 @@ export class Denoiser {
     const compiled = G.compile(outputs, {
       name: `denoiser_${N}${U < N ? "_unguided" : ""}`,
       inputs,
-      ...unetCompileOptions(o, "steps"),
+      ...unetCompileOptions(o, o.occasional ? "forward" : "steps"),
     });
     // Without ORT's memory pattern (one planned block for every intermediate) unless asked for: at
     // batch 4 and 64×64 latents the planned block held 1.45 GB more at the peak (bench:edit).
