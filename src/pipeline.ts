@@ -375,10 +375,18 @@ export class NullTextPipeline {
     return ddimInversion(await this.guidedStep(false), this.schedule(steps), z0, cond as Float32Array);
   }
 
-  /** What the inversion's method gives the sampler, and the empty prompt's embedding. */
-  private async conditioning(inv: Inversion): Promise<SamplerConditioning & { empty: Float32Array }> {
+  /**
+   * What the inversion's method gives the sampler, the empty prompt's embedding, and whether the
+   * sampler may leave out the source's ∅ row: its latent pinned to the trajectory, or its ∅ its own
+   * prompt (and no per-step source embeddings), so its guided ε is never needed.
+   */
+  private async conditioning(
+    inv: Inversion,
+  ): Promise<SamplerConditioning & { empty: Float32Array; sourceUnguided: boolean }> {
     const [cond, empty] = (await this.encodePrompts([inv.prompt, ""])) as [Float32Array, Float32Array];
-    return { ...getMethod(inv.settings.method).conditioning(inv.tensors, inv.settings, { cond, empty }), empty };
+    const c = getMethod(inv.settings.method).conditioning(inv.tensors, inv.settings, { cond, empty });
+    const sourceUnguided = c.sourcePinned === true || (c.sourceNullIsPrompt === true && !c.source);
+    return { ...c, empty, sourceUnguided };
   }
 
   private checkInversion(inv: Inversion): void {
@@ -400,7 +408,7 @@ export class NullTextPipeline {
   /** The reconstructed latent z_0 (scaled), before decoding. */
   async reconstructLatent(inv: Inversion, o: SampleCallOptions = {}): Promise<Float32Array> {
     this.checkInversion(inv);
-    const { nulls, source, afterStep, sourcePinned, sourceNullIsPrompt, startStep, start, sampler } =
+    const { nulls, source, afterStep, sourcePinned, sourceUnguided, startStep, start, sampler } =
       await this.conditioning(inv);
     if (sourcePinned && afterStep && !sampler) {
       // the latent is set to the stored trajectory after every step, whatever the UNet would say
@@ -415,8 +423,7 @@ export class NullTextPipeline {
     }
     const [cond] = await this.encodePrompts([inv.prompt]);
     const latents = await sample({
-      // with ∅ = the prompt the guided ε is the conditional one: one latent per step
-      denoiser: await this.denoiser(1, false, sourceNullIsPrompt === true && !source),
+      denoiser: await this.denoiser(1, false, sourceUnguided),
       schedule: this.schedule(inv.settings.steps),
       zT: start ?? inv.zT,
       startStep,
@@ -445,7 +452,7 @@ export class NullTextPipeline {
     for (const e of edits) this.tokenize(e.prompt);
     const nullSteps = o.nullSteps ?? EDIT_NULL_STEPS;
     if (!(nullSteps >= 0 && nullSteps <= 1)) throw new Error(`nullSteps ${nullSteps}: expected a fraction in [0, 1]`);
-    const { nulls, source, empty, afterStep, sourcePinned, sourceNullIsPrompt, startStep, start, sampler } =
+    const { nulls, source, empty, afterStep, sourcePinned, sourceUnguided, startStep, start, sampler } =
       await this.conditioning(inv);
     const prompts = [inv.prompt, ...edits.map((e) => e.prompt)];
     const embeddings = await this.encodePrompts(prompts);
@@ -456,11 +463,7 @@ export class NullTextPipeline {
     const editNulls = perStep.map((e, i) => (i < keep ? e : empty));
     const edit = buildAttentionEdit(inv.prompt, edits, steps, this.model.tokenizer, o);
     const latents = await sample({
-      denoiser: await this.denoiser(
-        prompts.length,
-        true,
-        sourcePinned === true || (sourceNullIsPrompt === true && !source),
-      ),
+      denoiser: await this.denoiser(prompts.length, true, sourceUnguided),
       schedule: this.schedule(steps),
       zT: start ?? inv.zT,
       startStep,

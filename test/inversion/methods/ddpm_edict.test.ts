@@ -28,7 +28,7 @@ import { getMethod, resolveSettings } from "../../../src/inversion/registry.js";
 import { NullTextPipeline } from "../../../src/pipeline.js";
 import { randomScene, renderScene, scenePrompt } from "../../../src/scenes/index.js";
 import { ddimAlphasCumprod, ddimSchedule, ddimStepEta } from "../../../src/schedulers/ddim.js";
-import { maxDiff, PARITY, patternImage, runCli, SD_SCHEDULER } from "./support.js";
+import { loadParity, maxDiff, PARITY, runCli, SD_SCHEDULER } from "./support.js";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nulltext-ddpm-edict-"));
 const at = (name: string) => path.join(dir, name);
@@ -186,8 +186,7 @@ describe("ddpm and edict on the parity model", () => {
   const prompt = "a photo of a cat";
   const edits = [{ prompt: "a photo of a dog", mode: "replace" as const }];
   beforeAll(async () => {
-    pipe = await NullTextPipeline.load(PARITY, { threads: 2 });
-    image = patternImage(pipe.resolution);
+    ({ pipe, image } = await loadParity());
     z0 = await pipe.encodeImage(image);
   });
   afterAll(async () => pipe.release());

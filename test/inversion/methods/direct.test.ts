@@ -21,7 +21,7 @@ import { pullBack } from "../../../src/inversion/methods/direct.js";
 import { getMethod, resolveSettings } from "../../../src/inversion/registry.js";
 import { NullTextPipeline } from "../../../src/pipeline.js";
 import { randomScene, renderScene, scenePrompt } from "../../../src/scenes/index.js";
-import { maxDiff, PARITY, patternImage, runCli } from "./support.js";
+import { loadParity, maxDiff, PARITY, runCli } from "./support.js";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nulltext-direct-"));
 const at = (name: string) => path.join(dir, name);
@@ -73,10 +73,7 @@ describe("direct on the parity model", () => {
   let pipe: NullTextPipeline;
   let image: RgbImage;
   const prompt = "a photo of a cat";
-  beforeAll(async () => {
-    pipe = await NullTextPipeline.load(PARITY, { threads: 2 });
-    image = patternImage(pipe.resolution);
-  });
+  beforeAll(async () => ({ pipe, image } = await loadParity()));
   afterAll(async () => pipe.release());
 
   it("reconstructs the encoded latent bit for bit, at any guidance, and as the source of every kind of edit", async () => {

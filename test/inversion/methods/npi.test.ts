@@ -14,8 +14,8 @@ import { Denoiser } from "../../../src/editing/denoiser.js";
 import { buildAttentionEdit } from "../../../src/editing/prompt_to_prompt/index.js";
 import { sample } from "../../../src/editing/sample.js";
 import type { RgbImage } from "../../../src/image/index.js";
-import { NullTextPipeline } from "../../../src/pipeline.js";
-import { maxDiff, PARITY, patternImage } from "./support.js";
+import type { NullTextPipeline } from "../../../src/pipeline.js";
+import { loadParity, maxDiff } from "./support.js";
 
 const maxAbs = (a: Float32Array) => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 
@@ -23,10 +23,7 @@ describe("npi on the parity model", () => {
   let pipe: NullTextPipeline;
   let image: RgbImage;
   const prompt = "a photo of a cat";
-  beforeAll(async () => {
-    pipe = await NullTextPipeline.load(PARITY, { threads: 2 });
-    image = patternImage(pipe.resolution);
-  });
+  beforeAll(async () => ({ pipe, image } = await loadParity()));
   afterAll(async () => pipe.release());
 
   it("samples without the source's ∅ row, with the full batch's result", async () => {

@@ -15,10 +15,10 @@ import { type RgbImage, writePng } from "../../../src/image/index.js";
 import { decodeInversion, encodeInversion, readInversion } from "../../../src/inversion/file.js";
 import { sdeditNoised, sdeditStartStep } from "../../../src/inversion/methods/sdedit.js";
 import { resolveSettings } from "../../../src/inversion/registry.js";
-import { NullTextPipeline } from "../../../src/pipeline.js";
+import type { NullTextPipeline } from "../../../src/pipeline.js";
 import { ddimSchedule } from "../../../src/schedulers/ddim.js";
 import { gaussianArray } from "../../../src/util/rng.js";
-import { PARITY, patternImage, runCli, SD_SCHEDULER } from "./support.js";
+import { loadParity, PARITY, runCli, SD_SCHEDULER } from "./support.js";
 
 const SD = SD_SCHEDULER;
 
@@ -128,10 +128,7 @@ describe("sdedit on the parity model", () => {
   let pipe: NullTextPipeline;
   let image: RgbImage;
   const prompt = "a photo of a cat";
-  beforeAll(async () => {
-    pipe = await NullTextPipeline.load(PARITY, { threads: 2 });
-    image = patternImage(pipe.resolution);
-  });
+  beforeAll(async () => ({ pipe, image } = await loadParity()));
   afterAll(async () => pipe.release());
 
   it("inverts with no UNet evaluation, reproducibly from the seed, and samples only the last ⌊T·s⌋ steps", async () => {

@@ -1,11 +1,12 @@
 /**
- * What the method tests share: the parity model's path, a test image, a checked max |Δ|, Stable
+ * What the method tests share: the parity model's path and pipeline, a test image, a checked max |Δ|, Stable
  * Diffusion's scheduler config and a quiet run of the CLI.
  */
 import { fileURLToPath } from "node:url";
 import { expect, vi } from "vitest";
 import { main } from "../../../src/cli/main.js";
 import type { RgbImage } from "../../../src/image/index.js";
+import { NullTextPipeline } from "../../../src/pipeline.js";
 import { DDIM_CONFIG_DEFAULTS } from "../../../src/schedulers/ddim.js";
 
 export const PARITY = fileURLToPath(new URL("../../../../shared/parity/model", import.meta.url));
@@ -13,6 +14,12 @@ export const PARITY = fileURLToPath(new URL("../../../../shared/parity/model", i
 /** A size × size image of fixed pseudo-random pixels. */
 export function patternImage(size: number): RgbImage {
   return { width: size, height: size, data: new Uint8Array(size * size * 3).map((_, i) => (i * 7919) % 251) };
+}
+
+/** The parity model's pipeline (2 threads) and a pattern image at its resolution. */
+export async function loadParity(): Promise<{ pipe: NullTextPipeline; image: RgbImage }> {
+  const pipe = await NullTextPipeline.load(PARITY, { threads: 2 });
+  return { pipe, image: patternImage(pipe.resolution) };
 }
 
 /** max |a − b| of two arrays of one length. */
