@@ -22,6 +22,7 @@
 import { spawnSync } from "node:child_process";
 import { Denoiser } from "../src/editing/denoiser.js";
 import { METHODS } from "../src/inversion/registry.js";
+import { editJob } from "../src/jobs/index.js";
 import { NullTextPipeline } from "../src/pipeline.js";
 import { argValue, median, peakRssGb, printTable, wantsJson } from "./common.js";
 import { randomSD15 } from "./sd15.js";
@@ -104,10 +105,14 @@ async function runRow(method: string, size: number): Promise<RowResult> {
   };
   const stepEnds: number[] = [];
   const t0 = performance.now();
-  await pipe.edit(inversion, [{ prompt: EDIT }], {
-    onStep: (s, total) => {
+  // as `nulltext edit` runs it without --grid: the edited image decoded, not the source's reconstruction
+  await editJob(pipe, {
+    inversion,
+    edits: [{ prompt: EDIT }],
+    reconstruction: false,
+    onProgress: (p) => {
       stepEnds.push(performance.now());
-      log(`edit ${s}/${total}`);
+      log(`edit ${p.step}/${p.total}`);
     },
   });
   const t1 = performance.now();

@@ -227,9 +227,13 @@ export class NullTextPipeline {
   /** The inversion's UNet step; with `gradient` the loss and gradient too (the optimising methods'). */
   private guidedStep(gradient: boolean): Promise<GuidedStep> {
     const [, h, w] = this.latentShape;
-    return this.cached(`guided_step_${h}_${gradient ? "grad" : "fwd"}`, () =>
+    return this.cached(this.guidedStepKey(gradient), () =>
       GuidedStep.create(this.model, [h, w], this.options, { gradient }),
     );
+  }
+
+  private guidedStepKey(gradient: boolean): string {
+    return `guided_step_${this.latentShape[1]}_${gradient ? "grad" : "fwd"}`;
   }
 
   private denoiser(prompts: number, control: boolean, sourceUnguided = false): Promise<Denoiser> {
@@ -241,11 +245,16 @@ export class NullTextPipeline {
 
   /**
    * The edited prompts' denoiser for the steps of a pinned-source edit that need no source row
-   * (sample's editsAlone): it runs a fifth of the steps at the default cross-replace window, so by
-   * default it shares the host copy of big weights rather than prepacking its own.
+   * (sample's editsAlone), a fifth of the steps at the default cross-replace window. When this
+   * pipeline has compiled the inversion's batch-1 forward (an invert before the edit), it runs that
+   * one per condition: nothing more to compile, and its prepacked weights. Otherwise a batched graph
+   * of its own, which shares the host copy of big weights rather than prepacking its own.
    */
-  private editsAloneDenoiser(prompts: number): Promise<Denoiser> {
-    const [, h, w] = this.latentShape;
+  private async editsAloneDenoiser(prompts: number): Promise<Denoiser> {
+    const [c, h, w] = this.latentShape;
+    const forward = this.sessions.get(this.guidedStepKey(false)) as Promise<GuidedStep> | undefined;
+    const step = await forward?.catch(() => undefined);
+    if (step) return Denoiser.perCondition(step, prompts, [c, h, w], this.embeddingShape, step.flops.forward);
     return this.cached(`denoiser_${prompts}_alone_${h}`, () =>
       Denoiser.create(this.model, prompts, [h, w], { ...this.options, occasional: true }),
     );

@@ -391,6 +391,8 @@ async function edit(p: Parsed): Promise<void> {
       guidance,
       out,
       grid: p.values.grid === true,
+      // the reconstruction only goes into the grid
+      reconstruction: p.values.grid === true,
       inversionFile: file,
       signal: p.signal,
       onNote: note,

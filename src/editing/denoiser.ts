@@ -10,6 +10,8 @@
  * With attention control, a Prompt-to-Prompt controller
  * (prompt_to_prompt/controller.ts) gives the UNet its attention hook, adds its inputs to the graph
  * and its outputs (the maps local blending reads) to the results; the denoiser only passes them on.
+ * Without control, a denoiser may instead run a batch-1 UNet forward compiled for something else
+ * once per condition (`Denoiser.perCondition`): no graph of its own to compile.
  */
 
 import type { Tensor } from "../graph/index.js";
@@ -22,7 +24,7 @@ import {
   type SessionOptions,
   unetCompileOptions,
 } from "../runtime/session.js";
-import { guidedNoiseGraph } from "../schedulers/guidance.js";
+import { guidedNoise, guidedNoiseGraph } from "../schedulers/guidance.js";
 import { type Feeds, PromptToPromptController } from "./prompt_to_prompt/controller.js";
 
 export interface DenoiserOptions extends SessionOptions {
@@ -41,9 +43,24 @@ export interface DenoiserOptions extends SessionOptions {
   occasional?: boolean;
 }
 
+/** A batch-1 UNet forward ε = unet(z_t, t, c), e.g. the inversion's (inversion/guided_step.ts). */
+export interface SingleForward {
+  eps(latent: Float32Array, timestep: number, context: Float32Array): Promise<Float32Array>;
+}
+
+type Evaluate = (
+  latents: Float32Array,
+  timestep: number,
+  context: Float32Array,
+  guidance: number,
+  controlFeeds?: Feeds,
+) => Promise<{ eps: Float32Array; outputs: Record<string, Float32Array> }>;
+
 export class Denoiser {
   private constructor(
-    private readonly session: Session,
+    private readonly evaluate: Evaluate,
+    /** Releases what the denoiser owns (its session; nothing when it runs another's forward). */
+    private readonly dispose: () => Promise<void>,
     readonly prompts: number,
     /** Unconditional rows of the batch: N, or N − 1 with the source unguided; the batch is this + N. */
     readonly unconditional: number,
@@ -52,7 +69,6 @@ export class Denoiser {
     readonly flops: number,
     /** The attention controller compiled into the graph, if any. */
     readonly controller: PromptToPromptController | undefined,
-    private readonly outputNames: readonly string[],
   ) {}
 
   static async create(
@@ -98,7 +114,51 @@ export class Denoiser {
     // batch 4 and 64×64 latents the planned block held 1.45 GB more at the peak (bench:edit).
     const session = await Session.create(compiled, { ...o, memoryPattern: o.memoryPattern ?? false });
     const extra = Object.keys(outputs).filter((k) => k !== "eps");
-    return new Denoiser(session, N, U, [C, h, w], [L, D], compiled.flops, controller, extra);
+    const evaluate: Evaluate = async (latents, timestep, context, guidance, controlFeeds) => {
+      const scalar = (v: number): HostTensor => ({ data: Float32Array.of(v), shape: [], dtype: "float32" });
+      const out = await session.run({
+        latents,
+        timestep: new Float32Array(U + N).fill(timestep),
+        context,
+        guidance: scalar(guidance),
+        ...controlFeeds,
+      });
+      const results: Record<string, Float32Array> = {};
+      for (const name of extra) results[name] = float32Output(out, name);
+      return { eps: float32Output(out, "eps"), outputs: results };
+    };
+    return new Denoiser(evaluate, () => session.release(), N, U, [C, h, w], [L, D], compiled.flops, controller);
+  }
+
+  /**
+   * N prompts with their ∅ rows and no attention control, evaluated by `forward` one condition at a
+   * time (2N runs, then ε_∅ + w·(ε_c − ε_∅) on the host). For the few steps of an edit that need no
+   * control (sample's editsAlone) when a batch-1 forward is compiled already, the inversion's: a
+   * batched graph of their own would cost its compilation, and with the host copy of the weights
+   * run slower than the forward's prepacked ones. `flops` are one forward's.
+   */
+  static perCondition(
+    forward: SingleForward,
+    prompts: number,
+    latentShape: [number, number, number],
+    contextShape: [number, number],
+    flops: number,
+  ): Denoiser {
+    const N = prompts;
+    const size = latentShape.reduce((a, b) => a * b, 1);
+    const embedding = contextShape[0] * contextShape[1];
+    const evaluate: Evaluate = async (latents, timestep, context, guidance) => {
+      const eps = new Float32Array(N * size);
+      for (let n = 0; n < N; n++) {
+        const x = latents.subarray(n * size, (n + 1) * size);
+        const row = (r: number) => context.subarray(r * embedding, (r + 1) * embedding);
+        const uncond = await forward.eps(x, timestep, row(n));
+        const cond = await forward.eps(x, timestep, row(N + n));
+        eps.set(guidedNoise(uncond, cond, guidance), n * size);
+      }
+      return { eps, outputs: {} };
+    };
+    return new Denoiser(evaluate, async () => {}, N, N, latentShape, contextShape, 2 * N * flops, undefined);
   }
 
   /** Latents one run evaluates: 2N, or 2N − 1 with the source unguided. */
@@ -118,20 +178,16 @@ export class Denoiser {
     guidance: number,
     controlFeeds?: Feeds,
   ): Promise<{ eps: Float32Array; outputs: Record<string, Float32Array> }> {
-    const scalar = (v: number): HostTensor => ({ data: Float32Array.of(v), shape: [], dtype: "float32" });
-    const out = await this.session.run({
-      latents,
-      timestep: new Float32Array(this.batch).fill(timestep),
-      context,
-      guidance: scalar(guidance),
-      ...controlFeeds,
-    });
-    const outputs: Record<string, Float32Array> = {};
-    for (const name of this.outputNames) outputs[name] = float32Output(out, name);
-    return { eps: float32Output(out, "eps"), outputs };
+    const [c, h, w] = this.latentShape;
+    const [L, D] = this.contextShape;
+    if (latents.length !== this.prompts * c * h * w)
+      throw new Error(`denoiser: ${latents.length} latent values for ${this.prompts} latents of [${c}, ${h}, ${w}]`);
+    if (context.length !== this.batch * L * D)
+      throw new Error(`denoiser: ${context.length} context values for ${this.batch} embeddings of [${L}, ${D}]`);
+    return this.evaluate(latents, timestep, context, guidance, controlFeeds);
   }
 
   async release(): Promise<void> {
-    await this.session.release();
+    await this.dispose();
   }
 }

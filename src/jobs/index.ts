@@ -6,6 +6,7 @@
 export {
   type EditJob,
   type EditReport,
+  type EditResult,
   editJob,
   type GenerateJob,
   generateJob,

@@ -165,7 +165,19 @@ describe("edit and reconstruct jobs", () => {
     expect(events.map((e) => e.step)).toEqual([1, 2, 3, 4]);
     expect(events.every((e) => e.job === "edit" && e.phase === "sample" && e.total === 4)).toBe(true);
 
+    // the grid's left column is the source's reconstruction, decoded only when asked for
+    const { source, images: same } = await editJob(pipe, { inversion, edits: [{ prompt: "a photo of a dog" }] });
+    const { source: none, images: alone } = await editJob(pipe, {
+      inversion,
+      edits: [{ prompt: "a photo of a dog" }],
+      reconstruction: false,
+    });
+    expect(none).toBeUndefined();
+    expect(Buffer.from(alone[0]?.data ?? []).equals(Buffer.from(same[0]?.data ?? []))).toBe(true);
+    expect(Buffer.from(alone[0]?.data ?? []).equals(Buffer.from(images[0]?.data ?? []))).toBe(true);
     const { image: rec } = await reconstructJob(pipe, { inversion, out: at("rec.png") });
+    // npi's source branch is its reconstruction
+    expect(Buffer.from(rec.data).equals(Buffer.from(source.data))).toBe(true);
     const png = await readImage(at("rec.png"));
     expect(Buffer.from(png.data).equals(Buffer.from(rec.data))).toBe(true);
     // nothing but the outputs is left in the folder (no temporary files)

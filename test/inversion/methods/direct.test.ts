@@ -17,6 +17,7 @@ import { DEFAULT_MODEL } from "../../../src/cli/main.js";
 import { Denoiser } from "../../../src/editing/denoiser.js";
 import { psnr, type RgbImage, readImage, writePng } from "../../../src/image/index.js";
 import { decodeInversion, encodeInversion, readInversion } from "../../../src/inversion/file.js";
+import { GuidedStep } from "../../../src/inversion/guided_step.js";
 import { pullBack } from "../../../src/inversion/methods/direct.js";
 import { getMethod, resolveSettings } from "../../../src/inversion/registry.js";
 import { NullTextPipeline } from "../../../src/pipeline.js";
@@ -115,14 +116,22 @@ describe("direct on the parity model", () => {
     // α = 1 on steps 0..2 (⌊0.5·7⌋ = 3), self-replace on step 0 (⌊0.3·6⌋ = 1): steps 3..5 read nothing of the source
     const options = { crossReplaceSteps: 0.5, selfReplaceSteps: 0.3 };
     const batches: number[] = [];
+    let forwards = 0;
     const eps = Denoiser.prototype.eps;
+    const forward = GuidedStep.prototype.eps;
     Denoiser.prototype.eps = function (this: Denoiser, ...args: Parameters<Denoiser["eps"]>) {
       batches.push(this.batch);
       return eps.apply(this, args);
     };
+    GuidedStep.prototype.eps = function (this: GuidedStep, ...args: Parameters<GuidedStep["eps"]>) {
+      forwards++;
+      return forward.apply(this, args);
+    };
     try {
+      // after the inversion, its batch-1 forward runs the edits-alone steps: ∅ and prompt, 3 steps
       const alone = await pipe.editLatents(inversion, edits, options);
       expect(batches).toEqual([3, 3, 3, 2, 2, 2]);
+      expect(forwards).toBe(6);
       batches.length = 0;
       // asking for every step's attention maps keeps the source's row (the reference here)
       const full = await pipe.editLatents(inversion, edits, { ...options, onAttentionMaps: () => {} });
@@ -130,14 +139,22 @@ describe("direct on the parity model", () => {
       expect(maxDiff(alone.subarray(0, size), z0)).toBe(0);
       const edit = full.subarray(size);
       const scale = edit.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-      const diff = maxDiff(alone.subarray(size), edit);
-      expect(diff).toBeLessThan(1e-5 * scale);
+      expect(maxDiff(alone.subarray(size), edit)).toBeLessThan(1e-5 * scale);
+      // without the inversion's forward compiled (sessions released), a batched graph of their own
+      await pipe.release();
+      batches.length = 0;
+      forwards = 0;
+      const batched = await pipe.editLatents(inversion, edits, options);
+      expect(batches).toEqual([3, 3, 3, 2, 2, 2]);
+      expect(forwards).toBe(0);
+      expect(maxDiff(batched.subarray(size), edit)).toBeLessThan(1e-5 * scale);
       // with local blending every step reads the source
       batches.length = 0;
       await pipe.editLatents(inversion, edits, { ...options, localBlend: { words: [["cat"], ["dog"]] } });
       expect(batches).toEqual([3, 3, 3, 3, 3, 3]);
     } finally {
       Denoiser.prototype.eps = eps;
+      GuidedStep.prototype.eps = forward;
     }
   });
 
