@@ -20,7 +20,6 @@
  * methods whose 256 row needed no VJP.
  */
 import { spawnSync } from "node:child_process";
-import { Denoiser } from "../src/editing/denoiser.js";
 import { METHODS } from "../src/inversion/registry.js";
 import { editJob } from "../src/jobs/index.js";
 import { NullTextPipeline } from "../src/pipeline.js";
@@ -96,17 +95,10 @@ async function runRow(method: string, size: number): Promise<RowResult> {
   const compile = stats.seconds.compile ?? 0;
   const invertSeconds = Object.values(stats.seconds).reduce((a, b) => a + b, 0) - compile;
 
-  // count the edit's denoiser calls (each evaluates the latents of its batch: 2N, or 2N − 1 with the source unguided)
-  let editEvals = 0;
-  const eps = Denoiser.prototype.eps;
-  Denoiser.prototype.eps = function (this: Denoiser, ...args: Parameters<Denoiser["eps"]>) {
-    editEvals += this.batch;
-    return eps.apply(this, args);
-  };
   const stepEnds: number[] = [];
   const t0 = performance.now();
   // as `nulltext edit` runs it without --grid: the edited image decoded, not the source's reconstruction
-  await editJob(pipe, {
+  const { report } = await editJob(pipe, {
     inversion,
     edits: [{ prompt: EDIT }],
     reconstruction: false,
@@ -116,7 +108,6 @@ async function runRow(method: string, size: number): Promise<RowResult> {
     },
   });
   const t1 = performance.now();
-  Denoiser.prototype.eps = eps;
   const durations = stepEnds.map((t, i) => (t - (i === 0 ? t0 : (stepEnds[i - 1] as number))) / 1000);
   const typical = durations.length > 1 ? median(durations.slice(1)) : (durations[0] ?? 0);
   // without the denoiser's compilation, which falls in the first step
@@ -131,7 +122,7 @@ async function runRow(method: string, size: number): Promise<RowResult> {
     ddim_step_seconds: ddimSteps.length ? median(ddimSteps) : null,
     edit_seconds: editSeconds,
     edit_step_seconds: typical,
-    edit_unet_evals: editEvals,
+    edit_unet_evals: report.unet_evals,
     compile_seconds: compile + (durations[0] ?? 0) - typical,
     total_seconds: (performance.now() - start) / 1000,
     peak_rss_gb: peakRssGb(),

@@ -96,6 +96,8 @@ export type EditOptions = PromptToPromptOptions & {
   onBlendMasks?: (masks: Uint8Array[]) => void;
   /** Receives the cross-attention maps [1 + E, r·r, 77] of every step (see SampleOptions.onAttentionMaps). */
   onAttentionMaps?: (step: number, maps: Float32Array) => void;
+  /** Counts the UNet evaluations (latents) of the sampling (see SampleOptions.counters). */
+  counters?: { unetEvals: number };
 };
 
 export class NullTextPipeline {
@@ -485,6 +487,7 @@ export class NullTextPipeline {
       guidance: o.guidance ?? inv.settings.guidance,
       edit,
       editsAlone: sourcePinned ? () => this.editsAloneDenoiser(edits.length) : undefined,
+      counters: o.counters,
       onStep: abortable(o),
       onBlendMasks: o.onBlendMasks,
       onAttentionMaps: o.onAttentionMaps,

@@ -73,6 +73,7 @@ async function demo(pipe: NullTextPipeline, o: DemoOptions, t0: number): Promise
     } = await editJob(pipe, {
       inversion,
       edits: [{ prompt: edited }],
+      reconstruction: false,
       promptToPrompt: { localBlend: { words: [[object.shape], [edit.kind === "shape" ? word.to : object.shape]] } },
       onProgress: progressPrinter({ sample: `edit ${word.to}` }),
     });

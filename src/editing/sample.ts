@@ -43,6 +43,8 @@ export interface SampleOptions {
    * 2(N − 1) latents instead of 2N − 1, the source's latent being left to afterStep.
    */
   editsAlone?: () => Promise<Denoiser>;
+  /** Adds the latents each denoiser call evaluates (its batch: 2N, 2N − 1, or 2(N − 1) alone) to unetEvals. */
+  counters?: { unetEvals: number };
   onStep?: (step: number, total: number) => void;
   /** Receives each edit's local-blend mask (latent resolution) after every blended step. */
   onBlendMasks?: (masks: Uint8Array[]) => void;
@@ -145,6 +147,7 @@ export async function sample(o: SampleOptions): Promise<Float32Array> {
       }
       const edits = latents.subarray(size);
       const { eps } = await alone.eps(edits, t, contextAlone, o.guidance);
+      if (o.counters) o.counters.unetEvals += alone.batch;
       const next = new Float32Array(N * size);
       next.set(latents.subarray(0, size)); // the source's, which afterStep sets
       next.set(ddimStep(schedule, eps, t, edits).prevSample, size);
@@ -154,6 +157,7 @@ export async function sample(o: SampleOptions): Promise<Float32Array> {
       if (o.sourceEmbeddings) context.set(o.sourceEmbeddings[i] as Float32Array, U * embedding);
       const guidedEps = async (x: Float32Array): Promise<Float32Array> => {
         const result = await denoiser.eps(x, t, context, o.guidance, control?.feeds(i));
+        if (o.counters) o.counters.unetEvals += denoiser.batch;
         outputs = result.outputs;
         return result.eps;
       };

@@ -45,6 +45,7 @@ export interface EditReport {
   options: PromptToPromptOptions & { null_steps: number; guidance: number };
   method: string;
   outputs: string[];
+  /** Latents the UNet evaluated (a step of N prompts evaluates 2N, fewer where the method allows). */
   unet_evals: number;
   seconds: number;
 }
@@ -80,7 +81,9 @@ async function runEdit(pipe: NullTextPipeline, job: EditJob): Promise<EditResult
   const clock = new ProgressClock("edit", job.onProgress);
   const nullSteps = job.nullSteps ?? EDIT_NULL_STEPS;
   const guidance = job.guidance ?? job.inversion.settings.guidance;
+  const counters = { unetEvals: 0 };
   const latents = await pipe.editLatents(job.inversion, job.edits, {
+    counters,
     ...job.promptToPrompt,
     nullSteps,
     guidance,
@@ -102,7 +105,7 @@ async function runEdit(pipe: NullTextPipeline, job: EditJob): Promise<EditResult
     options: { ...job.promptToPrompt, null_steps: nullSteps, guidance },
     method: job.inversion.settings.method,
     outputs: files?.images ?? [],
-    unet_evals: job.inversion.settings.steps,
+    unet_evals: counters.unetEvals,
     seconds: (performance.now() - t0) / 1000,
   };
   if (files) {

@@ -162,6 +162,8 @@ describe("edit and reconstruct jobs", () => {
     }
     expect(fs.existsSync(at("pets.grid.png"))).toBe(true);
     expect(JSON.parse(fs.readFileSync(at("pets.png.json"), "utf8")).method).toBe("npi");
+    // npi's ∅ is its prompt, so the source needs no ∅ row: [∅ ×2 edits, source, 2 edits] at each of 4 steps
+    expect(report.unet_evals).toBe(4 * 5);
     expect(events.map((e) => e.step)).toEqual([1, 2, 3, 4]);
     expect(events.every((e) => e.job === "edit" && e.phase === "sample" && e.total === 4)).toBe(true);
 
