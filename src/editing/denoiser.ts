@@ -149,9 +149,9 @@ export class Denoiser {
     const embedding = contextShape[0] * contextShape[1];
     const evaluate: Evaluate = async (latents, timestep, context, guidance) => {
       const eps = new Float32Array(N * size);
+      const row = (r: number) => context.subarray(r * embedding, (r + 1) * embedding);
       for (let n = 0; n < N; n++) {
         const x = latents.subarray(n * size, (n + 1) * size);
-        const row = (r: number) => context.subarray(r * embedding, (r + 1) * embedding);
         const uncond = await forward.eps(x, timestep, row(n));
         const cond = await forward.eps(x, timestep, row(N + n));
         eps.set(guidedNoise(uncond, cond, guidance), n * size);
